@@ -1,0 +1,253 @@
+"""Pydantic models of `distributed_config.json` and the loader that turns every mistake into one line.
+
+The config is passed explicitly to whatever needs it (never a global), so tests can build clusters of
+fake rigs by rewriting hosts and ports of a loaded model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cluster.errors import ConfigError
+
+GpuKind = Literal["rocm", "cuda", "cpu"]
+NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExcludedGpu(_Strict):
+    """A GPU an operator took out of service on purpose (e.g. SMU faults); it never gets work."""
+
+    index: Annotated[int, Field(ge=0)]
+    reason: Annotated[str, Field(min_length=1)]
+
+
+class NodeConfig(_Strict):
+    """One machine that runs jobs: the coordinator itself (`transport: local`) or an SSH rig."""
+
+    name: Annotated[str, Field(pattern=NODE_NAME_PATTERN)]
+    transport: Literal["local", "ssh"] = "ssh"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts: str | None = None
+    trust_on_first_use: bool = False
+    python: str = "python3"
+    workdir: str = "."
+    ramdisk_path: str = "/dev/shm/watcher"
+    gpu_kind: GpuKind = "cpu"
+    # None on a cpu node means one slot per core of that machine.
+    gpu_count: Annotated[int, Field(ge=0, le=64)] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    excluded_gpus: list[ExcludedGpu] = Field(default_factory=list)
+    max_concurrent_jobs: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_one_token(cls, host: str) -> str:
+        if not host or any(c.isspace() for c in host) or host.startswith("-"):
+            raise ValueError("must be a hostname or IP address without spaces or a leading '-'")
+        return host
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_are_identifiers(cls, env: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for key in env:
+            if not re.match(ENV_NAME_PATTERN, key):
+                raise ValueError(f"environment variable name {key!r} is not a valid identifier")
+        return env
+
+    @model_validator(mode="after")
+    def _check_gpus(self) -> NodeConfig:
+        if self.gpu_kind != "cpu" and self.gpu_count is None:
+            raise ValueError(f"gpu_count is required for gpu_kind {self.gpu_kind!r}")
+        seen: set[int] = set()
+        for pos, gpu in enumerate(self.excluded_gpus):
+            if gpu.index in seen:
+                raise ValueError(f"excluded_gpus[{pos}].index {gpu.index} is listed twice")
+            seen.add(gpu.index)
+            if self.gpu_count is not None and gpu.index >= self.gpu_count:
+                raise ValueError(
+                    f"excluded_gpus[{pos}].index {gpu.index} is out of range: "
+                    f"the node has gpu_count {self.gpu_count} (indices 0-{self.gpu_count - 1})"
+                )
+        if self.transport == "ssh" and self.gpu_kind == "cpu" and self.gpu_count is None:
+            raise ValueError("an ssh node with gpu_kind 'cpu' needs gpu_count (its number of CPU slots)")
+        return self
+
+    @property
+    def slot_count(self) -> int:
+        """Number of device slots: GPUs, or CPU slots (cores) on a GPU-less local node."""
+        if self.gpu_count is not None:
+            return self.gpu_count
+        return os.cpu_count() or 1
+
+    @property
+    def excluded_indices(self) -> frozenset[int]:
+        return frozenset(g.index for g in self.excluded_gpus)
+
+    @property
+    def address(self) -> str:
+        """How operators reach the node, for messages: `user@host:port`."""
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{self.host}:{self.port}" if self.transport == "ssh" else "local"
+
+
+class WatchedGpu(_Strict):
+    """A GPU whose health is checked and logged on every preflight, even when healthy."""
+
+    node: Annotated[str, Field(pattern=NODE_NAME_PATTERN)]
+    gpu: Annotated[int, Field(ge=0)]
+    note: str = ""
+
+
+class Timeouts(_Strict):
+    """Seconds. `connect` bounds TCP connect plus the SSH banner and auth; a hung node costs at most this."""
+
+    connect: Annotated[float, Field(gt=0, le=300)] = 5.0
+    command: Annotated[float, Field(gt=0)] = 60.0
+    job: Annotated[float, Field(gt=0)] = 3600.0
+    preflight: Annotated[float, Field(gt=0)] = 30.0
+    keepalive: Annotated[float, Field(ge=0)] = 15.0
+
+
+class HealthPolicy(_Strict):
+    """Thresholds for GPU health and quarantine."""
+
+    min_healthy_gpus: Annotated[int, Field(ge=0)] = 1
+    probation_checks: Annotated[int, Field(ge=1)] = 3
+    max_temp_c: float = 95.0
+    max_memory_use_pct: float = 95.0
+    min_free_disk_gb: float = 1.0
+    min_free_memory_gb: float = 0.5
+
+
+class SchedulerPolicy(_Strict):
+    """Retry, circuit-breaker and cleanup settings of the chunk scheduler."""
+
+    max_attempts: Annotated[int, Field(ge=1)] = 3
+    backoff_s: Annotated[float, Field(ge=0)] = 0.5
+    backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
+    breaker_window: Annotated[int, Field(ge=1)] = 10
+    breaker_threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    breaker_min_failures: Annotated[int, Field(ge=1)] = 3
+    cleanup_batch_size: Annotated[int, Field(ge=1)] = 50
+    cleanup_script: str = "scripts/cleanup_gpus.sh"
+    run_cleanup: bool = True
+
+
+class ClusterConfig(_Strict):
+    """The whole of distributed_config.json."""
+
+    nodes: Annotated[list[NodeConfig], Field(min_length=1)]
+    watchlist: list[WatchedGpu] = Field(default_factory=list)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    health: HealthPolicy = Field(default_factory=HealthPolicy)
+    scheduler: SchedulerPolicy = Field(default_factory=SchedulerPolicy)
+
+    @model_validator(mode="after")
+    def _check_names(self) -> ClusterConfig:
+        names: dict[str, int] = {}
+        for pos, node in enumerate(self.nodes):
+            if node.name in names:
+                raise ValueError(
+                    f"nodes[{pos}].name {node.name!r} duplicates nodes[{names[node.name]}]: names must be unique"
+                )
+            names[node.name] = pos
+        for pos, watched in enumerate(self.watchlist):
+            node = next((n for n in self.nodes if n.name == watched.node), None)
+            if node is None:
+                raise ValueError(f"watchlist[{pos}].node {watched.node!r} is not a configured node")
+            if node.gpu_count is not None and watched.gpu >= node.gpu_count:
+                raise ValueError(
+                    f"watchlist[{pos}].gpu {watched.gpu} is out of range for {node.name} "
+                    f"(gpu_count {node.gpu_count})"
+                )
+        return self
+
+    def node(self, name: str) -> NodeConfig:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise ConfigError(f"unknown node {name!r}: configured nodes are {', '.join(self.node_names)}")
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith(("function-", "function")):
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming the first bad field and what to do about it (pydantic's text spans many lines)."""
+    first = err.errors()[0]
+    where = _location(tuple(first["loc"]))
+    kind = first["type"]
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"{source}: {where}: unknown key; fix: remove it or check its spelling"
+    if kind == "missing":
+        return f"{source}: {where}: required field is missing; fix: add it"
+    extra = f" (and {err.error_count() - 1} more problem(s))" if err.error_count() > 1 else ""
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) else f"; got {got!r}"
+    return f"{source}: {where}: {msg}{shown}{extra}"
+
+
+def parse_config(data: Any, source: str = "distributed_config.json") -> ClusterConfig:
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(source, err)) from None
+
+
+def load_json_file(path: Path) -> Any:
+    """Read JSON, reporting unreadable files and syntax errors with line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; fix: pass --config PATH or create it") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    path = Path(path)
+    return parse_config(load_json_file(path), str(path))
+
+
+DEFAULT_CONFIG_NAME = "distributed_config.json"
+
+
+def default_config_path() -> Path:
+    """The config used when none is named: ./distributed_config.json, else the embedded default."""
+    local = Path.cwd() / DEFAULT_CONFIG_NAME
+    if local.exists():
+        return local
+    return Path(__file__).resolve().parents[1] / DEFAULT_CONFIG_NAME
