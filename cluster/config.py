@@ -172,8 +172,7 @@ class ClusterConfig(_Strict):
                 raise ValueError(f"watchlist[{pos}].node {watched.node!r} is not a configured node")
             if node.gpu_count is not None and watched.gpu >= node.gpu_count:
                 raise ValueError(
-                    f"watchlist[{pos}].gpu {watched.gpu} is out of range for {node.name} "
-                    f"(gpu_count {node.gpu_count})"
+                    f"watchlist[{pos}].gpu {watched.gpu} is out of range for {node.name} (gpu_count {node.gpu_count})"
                 )
         return self
 
@@ -232,9 +231,7 @@ def load_json_file(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-        ) from None
+        raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
 
 
 def load_config(path: str | Path) -> ClusterConfig:

@@ -59,9 +59,7 @@ class HostKeyError(TransportError):
 class CommandTimeoutError(TransportError):
     """A command ran past its timeout; the remote process was ended too."""
 
-    def __init__(
-        self, node: str, command: str, timeout: float, *, cause: BaseException | None = None
-    ) -> None:
+    def __init__(self, node: str, command: str, timeout: float, *, cause: BaseException | None = None) -> None:
         super().__init__(node, f"command timed out after {timeout:g} s: {command}", cause=cause)
         self.command = command
         self.timeout = timeout
