@@ -1,0 +1,21 @@
+"""Transports: how a command reaches a node. `executor_for` picks one from the node's config."""
+
+from __future__ import annotations
+
+from cluster.config import NodeConfig, Timeouts
+from cluster.transport.base import CommandResult, Executor, render_command
+from cluster.transport.local import LocalExecutor
+
+__all__ = ["CommandResult", "Executor", "LocalExecutor", "executor_for", "executors_for", "render_command"]
+
+
+def executor_for(node: NodeConfig, timeouts: Timeouts | None = None) -> Executor:
+    if node.transport == "local":
+        return LocalExecutor(node)
+    from cluster.transport.ssh import SSHExecutor  # paramiko is only imported when a rig needs it
+
+    return SSHExecutor(node, timeouts)
+
+
+def executors_for(nodes: list[NodeConfig], timeouts: Timeouts | None = None) -> dict[str, Executor]:
+    return {node.name: executor_for(node, timeouts) for node in nodes}

@@ -74,6 +74,10 @@ class Executor(ABC):
     def get(self, remote: str, local: Path) -> None:
         """Copy a remote file to `local` atomically."""
 
+    def connect(self) -> None:  # noqa: B027 - optional hook, a no-op where nothing connects
+        """Make sure the node can be reached and we are let in (preflight's reachability check).
+        Transports without connections have nothing to check."""
+
     @abstractmethod
     def close(self) -> None:
         """Release connections; the executor may be used again afterwards (it reconnects)."""

@@ -1,0 +1,358 @@
+"""Runs commands on a rig over SSH (paramiko), with the guarantees a long unattended run needs.
+
+- Connections are reused (a small pool per node: sshd's default MaxSessions is 10, a rig has 12 GPUs).
+- TCP_NODELAY is set on our own socket: without it paramiko adds ~45 ms of Nagle delay per command.
+- Host keys are verified against known_hosts; an unknown or changed key is refused with its fingerprint
+  and the command that trusts it. Trust-on-first-use exists but must be switched on per node.
+- Every remote command runs under coreutils `timeout`, so a client-side timeout also ends the remote
+  process instead of leaving it to burn a GPU.
+- paramiko's exceptions never escape this module: they become our TransportError subclasses with the
+  node named and the real cause kept (paramiko's own messages are often misleading).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import paramiko
+
+from cluster.config import NodeConfig, Timeouts
+from cluster.errors import (
+    AuthenticationError,
+    CommandTimeoutError,
+    HostKeyError,
+    NodeUnreachableError,
+    TransportError,
+)
+from cluster.transport.base import Command, CommandResult, Executor, render_command
+
+# paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+SESSIONS_PER_CONNECTION = 8  # below sshd's default MaxSessions (10)
+TIMEOUT_EXIT = 124  # coreutils timeout's exit status when it had to stop the command
+KILL_GRACE_S = 2  # `timeout -k`: SIGKILL this long after SIGTERM
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def remote_path(path: str) -> str:
+    """Quote a path for the remote shell, keeping a leading `~/` meaning the login user's home."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def build_remote_command(
+    cmd: Command, node: NodeConfig, env: Mapping[str, str] | None, timeout: float | None, cwd: str | None
+) -> str:
+    """`cd DIR && export K=V.. && exec timeout -k G T CMD`: every piece quoted; nothing runs as shell
+    except `cmd` itself when it is given as a string (then under `sh -c`)."""
+    # An argv needs no second shell (one exec less per command); a string is shell by contract.
+    inner = render_command(cmd) if not isinstance(cmd, str) else f"sh -c {shlex.quote(cmd)}"
+    merged = {**node.env, **(env or {})}
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in merged.items())
+    limit = f"timeout -k {KILL_GRACE_S} {max(timeout, 0.001):.3f} " if timeout else ""
+    exports = f"export {assignments} && " if assignments else ""  # the shell's own export: no `env` exec
+    return f"cd {remote_path(cwd or node.workdir)} && {exports}exec {limit}{inner}"
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys with an actionable message, or (opt-in) trust and record them."""
+
+    def __init__(self, node: NodeConfig, known_hosts: Path) -> None:
+        self.node = node
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        if self.node.trust_on_first_use:
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            with self.known_hosts.open("a", encoding="utf-8") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            return
+        raise HostKeyError(
+            self.node.name,
+            f"unknown host key {key.get_name()} {fingerprint(key)} for {hostname}; if that is the rig, trust it: "
+            f"ssh-keyscan -p {self.node.port} {self.node.host} >> {self.known_hosts}",
+        )
+
+
+class _Connection:
+    """One authenticated paramiko transport and how many sessions run on it right now."""
+
+    def __init__(self, client: paramiko.SSHClient) -> None:
+        self.client = client
+        self.active = 0
+
+    @property
+    def transport(self) -> paramiko.Transport | None:
+        return self.client.get_transport()
+
+    def alive(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.is_active()
+
+
+class SSHExecutor(Executor):
+    def __init__(self, node: NodeConfig, timeouts: Timeouts | None = None) -> None:
+        super().__init__(node)
+        self.timeouts = timeouts or Timeouts()
+        self._pool: list[_Connection] = []
+        self._lock = threading.Lock()
+        self.known_hosts = Path(os.path.expanduser(node.known_hosts or "~/.ssh/known_hosts"))
+
+    # -- connections -------------------------------------------------------------------------------
+    def _open(self) -> _Connection:
+        node, limit = self.node, self.timeouts.connect
+        deadline = time.monotonic() + limit
+        try:
+            sock = socket.create_connection((node.host, node.port), timeout=limit)
+        except TimeoutError as err:
+            raise NodeUnreachableError(node.name, f"TCP connect timed out after {limit:g} s", cause=err) from None
+        except ConnectionRefusedError as err:
+            raise NodeUnreachableError(
+                node.name, f"connection refused on port {node.port} (is sshd running?)", cause=err
+            ) from None
+        except OSError as err:
+            raise NodeUnreachableError(node.name, f"cannot connect: {err.strerror or err}", cause=err) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = paramiko.SSHClient()
+        if self.known_hosts.exists():
+            try:
+                client.load_host_keys(str(self.known_hosts))
+            except (OSError, paramiko.SSHException) as err:
+                sock.close()
+                raise HostKeyError(node.name, f"cannot read {self.known_hosts}: {err}", cause=err) from None
+        client.set_missing_host_key_policy(_HostKeyPolicy(node, self.known_hosts))
+        remaining = max(deadline - time.monotonic(), 0.05)
+        try:
+            client.connect(
+                hostname=node.host,
+                port=node.port,
+                username=node.user,
+                key_filename=os.path.expanduser(node.key_file) if node.key_file else None,
+                sock=sock,
+                # start_client() returns silently when *its* timeout passes first, and paramiko then
+                # reports "No existing session"; give it a second more so the banner error surfaces.
+                timeout=remaining + 1.0,
+                banner_timeout=remaining,
+                auth_timeout=remaining,
+                allow_agent=False,
+                look_for_keys=node.key_file is None,
+            )
+        except HostKeyError:
+            sock.close()
+            raise
+        except paramiko.BadHostKeyException as err:
+            sock.close()
+            raise HostKeyError(
+                node.name,
+                f"host key CHANGED: got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
+                f"{fingerprint(err.expected_key)}; if the rig was reinstalled, remove the old entry: "
+                f"ssh-keygen -R '{_known_hosts_name(node.host, node.port)}' -f {self.known_hosts}",
+                cause=err,
+            ) from None
+        except paramiko.AuthenticationException as err:
+            sock.close()
+            who = f"{node.user or '(current user)'}@{node.host}"
+            raise AuthenticationError(
+                node.name, f"authentication failed for {who}: {err}; check key_file {node.key_file}", cause=err
+            ) from None
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            sock.close()
+            text = str(err)
+            if "banner" in text.lower() or isinstance(err, TimeoutError):
+                login = f"{node.user}@{node.host}" if node.user else node.host
+                message = f"no SSH banner within {limit:g} s: is the rig up? try: ssh -p {node.port} {login} true"
+            else:
+                message = f"SSH handshake failed: {text or type(err).__name__}"
+            raise NodeUnreachableError(node.name, message, cause=err) from None
+        transport = client.get_transport()
+        if transport is not None and self.timeouts.keepalive:
+            transport.set_keepalive(int(self.timeouts.keepalive))
+        return _Connection(client)
+
+    def _acquire(self) -> _Connection:
+        with self._lock:
+            self._pool = [c for c in self._pool if c.alive() or c.active]
+            for conn in self._pool:
+                if conn.alive() and conn.active < SESSIONS_PER_CONNECTION:
+                    conn.active += 1
+                    return conn
+        conn = self._open()  # outside the lock: a slow node must not block other threads' commands
+        with self._lock:
+            conn.active += 1
+            self._pool.append(conn)
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        with self._lock:
+            conn.active -= 1
+
+    def connect(self) -> None:
+        """Open (or check) a connection now: preflight uses it to test reachability and auth."""
+        conn = self._acquire()
+        self._release(conn)
+
+    # -- commands ----------------------------------------------------------------------------------
+    def _exec(
+        self, line: str, stdin: bytes | None, timeout: float | None, shown: str
+    ) -> tuple[int, bytes, bytes, float]:
+        conn = self._acquire()
+        started = time.monotonic()
+        # Our own deadline sits after the remote `timeout` and its kill grace, so normally the remote
+        # side reports first; ours only fires when the rig or the link stops answering.
+        deadline = started + timeout + KILL_GRACE_S + 3 if timeout else None
+        try:
+            transport = conn.transport
+            if transport is None:
+                raise TransportError(self.name, "connection closed")
+            try:
+                chan = transport.open_session(timeout=self.timeouts.connect)
+            except paramiko.ChannelException as err:
+                raise TransportError(self.name, f"sshd refused a new session: {err}", cause=err) from None
+            try:
+                chan.exec_command(line)
+                writer = self._start_writer(chan, stdin)
+                out, err = self._collect(chan, transport, deadline, shown, timeout)
+                if writer is not None:
+                    writer.join(timeout=1)
+                code = chan.recv_exit_status()
+                if code == -1:  # paramiko's value when the channel closed without an exit status
+                    raise TransportError(self.name, "connection lost while the command was running")
+            finally:
+                chan.close()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            with self._lock:
+                if not conn.alive():
+                    conn.client.close()
+            raise TransportError(self.name, f"connection lost: {exc or type(exc).__name__}", cause=exc) from None
+        finally:
+            self._release(conn)
+        return code, out, err, time.monotonic() - started
+
+    @staticmethod
+    def _start_writer(chan: paramiko.Channel, data: bytes | None) -> threading.Thread | None:
+        if not data:
+            chan.shutdown_write()
+            return None
+
+        def write() -> None:
+            try:
+                chan.sendall(data)
+                chan.shutdown_write()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the reader sees the closed channel and reports it
+
+        thread = threading.Thread(target=write, daemon=True, name="ssh-stdin")
+        thread.start()
+        return thread
+
+    def _collect(
+        self,
+        chan: paramiko.Channel,
+        transport: paramiko.Transport,
+        deadline: float | None,
+        shown: str,
+        timeout: float | None,
+    ) -> tuple[bytes, bytes]:
+        """Read stdout and stderr together (so neither pipe fills and deadlocks) until exit."""
+        out: list[bytes] = []
+        err: list[bytes] = []
+        while True:
+            busy = False
+            while chan.recv_ready():
+                out.append(chan.recv(1 << 20))
+                busy = True
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(1 << 20))
+                busy = True
+            if busy:
+                continue
+            if chan.exit_status_ready() and chan.eof_received:
+                return b"".join(out), b"".join(err)
+            if chan.closed or not transport.is_active():
+                if chan.exit_status_ready():
+                    return b"".join(out), b"".join(err)
+                raise TransportError(self.name, "connection lost while the command was running")
+            wait = 0.5
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise CommandTimeoutError(self.name, shown, timeout or 0.0)
+            if chan.eof_received:
+                wait = min(wait, 0.01)  # output done; the exit status follows right away
+            select.select([chan], [], [], wait)
+
+    def run(
+        self,
+        cmd: Command,
+        *,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: str | None = None,
+    ) -> CommandResult:
+        shown = render_command(cmd)
+        limit = timeout if timeout is not None else self.timeouts.command
+        line = build_remote_command(cmd, self.node, env, limit, cwd)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        code, out, err, duration = self._exec(line, data, limit, shown)
+        if code == TIMEOUT_EXIT and duration >= limit * 0.98:
+            raise CommandTimeoutError(self.name, shown, limit)
+        return CommandResult(
+            node=self.name,
+            command=shown,
+            exit_code=code,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            duration_s=duration,
+        )
+
+    # -- files -------------------------------------------------------------------------------------
+    def put(self, local: Path, remote: str) -> None:
+        """Stream the file through `cat` into a temp name, then `mv`: no SFTP subsystem needed, and a
+        reader never sees a half-written file."""
+        data = Path(local).read_bytes()
+        target = remote_path(remote)
+        tmp = remote_path(f"{remote}.tmp-{os.getpid()}-{threading.get_ident()}")
+        line = f'mkdir -p "$(dirname {target})" && cat > {tmp} && mv -f {tmp} {target}'
+        code, _out, err, _ = self._exec(line, data, self.timeouts.command, f"put {remote}")
+        if code != 0:
+            raise TransportError(self.name, f"cannot write {remote}: {err.decode(errors='replace').strip()}")
+
+    def get(self, remote: str, local: Path) -> None:
+        code, out, err, _ = self._exec(f"cat {remote_path(remote)}", None, self.timeouts.command, f"get {remote}")
+        if code != 0:
+            raise TransportError(self.name, f"cannot read {remote}: {err.decode(errors='replace').strip()}")
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(f".{local.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(out)
+        os.replace(tmp, local)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, []
+        for conn in pool:
+            conn.client.close()
