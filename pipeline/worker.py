@@ -139,8 +139,31 @@ def _timing(result: Any) -> dict[str, Any]:
     }
 
 
-# The lead adds "score" here; dispatch stays an explicit table, no registration magic.
-JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"sieve": run_sieve, "verify": run_verify}
+# Dispatch stays an explicit table, no registration magic.
+def run_score(job: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.scoring import score_job
+
+    try:
+        return score_job(job)
+    except KeyError as err:
+        raise JobError(f"job.{err.args[0]} is missing") from None
+
+
+def run_window_batch(job: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.scoring import window_batch_job
+
+    try:
+        return window_batch_job(job)
+    except KeyError as err:
+        raise JobError(f"job.tasks[].{err.args[0]} is missing") from None
+
+
+JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "sieve": run_sieve,
+    "verify": run_verify,
+    "score": run_score,
+    "window_batch": run_window_batch,
+}
 
 
 def handle(job: Any) -> dict[str, Any]:

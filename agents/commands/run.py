@@ -1,0 +1,105 @@
+"""`watcher run --from-step N`: the supervised run (preflight, advisor, run, decide, per step)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.lock import RunLock
+from agents.logging_setup import setup_logging
+from agents.settings import AgentSettings
+from agents.watcher import RunRequest, Supervisor, first_unfinished, plan, resumable_run
+from cluster.config import default_config_path, load_config
+from cluster.errors import EXIT_OK, UsageError
+from pipeline.spec import default_pipeline_path, load_pipeline
+from pipeline.store import RunStore
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run pipeline steps under supervision")
+    p.add_argument("--from-step", type=float, default=None, help="first step (e.g. 1, 2, 2.5)")
+    p.add_argument("--to-step", type=float, default=None, help="last step (default: the last one)")
+    p.add_argument("--resume", action="store_true", help="continue the last interrupted or failed run")
+    p.add_argument("--resume-if-crashed", action="store_true", help="resume if the last run crashed, else start")
+    p.add_argument("--dry-run", action="store_true", help="validate and show the plan; run nothing")
+    p.add_argument("--config", default=None, help="distributed_config.json")
+    p.add_argument("--pipeline", default=None, help="pipeline.yaml")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
+        help="override a step parameter for this run, e.g. --set 1.max_seeds=10000 (repeatable)",
+    )  # fmt: skip
+    p.set_defaults(handler=run)
+
+
+def parse_overrides(items: list[str]) -> dict[float, dict[str, Any]]:
+    out: dict[float, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        step, dot, name = key.rpartition(".")
+        try:
+            number = float(step)
+        except ValueError:
+            number = None
+        if not sep or not dot or number is None or not name:
+            raise UsageError(f"--set {item!r}: expected STEP.PARAM=VALUE, e.g. --set 1.max_seeds=100000")
+        out.setdefault(number, {})[name] = yaml.safe_load(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    config = load_config(args.config or default_config_path())
+    spec = load_pipeline(args.pipeline or default_pipeline_path())
+    settings = AgentSettings.from_mapping(spec.agent)
+    overrides = parse_overrides(args.overrides)
+    if args.from_step is None and not (args.resume or args.resume_if_crashed):
+        raise UsageError("say where to start: --from-step N (or --resume)")
+    request = RunRequest(
+        from_step=args.from_step if args.from_step is not None else spec.steps[0].number,
+        to_step=args.to_step, resume=args.resume, dry_run=args.dry_run, overrides=overrides,
+    )  # fmt: skip
+    steps = plan(spec, request)
+    for number in overrides:
+        entry = spec.entry(number)
+        from pipeline.runner import step_for
+
+        step_for(entry).parse_params({**entry.params, **overrides[number]}, f"--set {number:g}.*")
+    if args.dry_run:
+        for entry in steps:
+            print(
+                f"step {entry.number:g}: {entry.step_class} { ({**entry.params, **overrides.get(entry.number, {})}) }"
+            )
+        print(f"nodes: {', '.join(n.name for n in config.nodes)}")
+        return EXIT_OK
+    with RunLock(state_dir):
+        setup_logging(state_dir)
+        store = RunStore(state_dir / "watcher.db")
+        try:
+            run_id = None
+            if args.resume or args.resume_if_crashed:
+                try:
+                    run_id = resumable_run(store)
+                except Exception:
+                    if args.resume:
+                        raise
+            if run_id is not None:
+                store.resume_run(run_id)
+                steps = first_unfinished(store, run_id, steps) or steps
+                print(f"resuming run {run_id} at step {steps[0].number:g}")
+            else:
+                run_id = store.create_run(request.from_step, request.to_step, args=sys.argv[1:])
+                print(f"run {run_id}: steps {', '.join(f'{s.number:g}' for s in steps)} on {len(config.nodes)} node(s)")
+            sup = Supervisor(config=config, spec=spec, settings=settings, store=store, state_dir=state_dir)
+            result = sup.run_steps(run_id, steps, request)
+            store.finish_run(run_id, result.status, result.reason)
+        finally:
+            store.close()
+    final = result.outcomes[-1] if result.outcomes else None
+    if final is not None and "verdict" in final.metrics:
+        print(final.metrics["verdict"])
+    print(f"run {run_id} {result.status}: {result.reason}")
+    return result.exit_code

@@ -1,0 +1,136 @@
+"""Runs one pipeline step: checks its inputs, preloads its ramdisk files, runs it, validates outputs.
+
+The agent loop (agents/watcher.py) decides *whether* and *with which parameters* a step runs; this
+module only runs it and reports honestly what happened (metrics, whether outputs are valid, the error).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from cluster.config import ClusterConfig
+from cluster.errors import ConfigError, HaltRequested, StepError, WatcherError
+from cluster.transport.base import Executor
+from pipeline.context import StepContext
+from pipeline.history import History, load_history, split
+from pipeline.outputs import check_complete
+from pipeline.ramdisk import preload
+from pipeline.spec import PipelineSpec, StepEntry, step_class
+from pipeline.step import Step
+from pipeline.store import RunStore
+
+
+@dataclass
+class StepOutcome:
+    number: float
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    outputs_valid: bool = False
+    error: str | None = None
+    traceback: str | None = None
+
+
+def resolve_steps(spec: PipelineSpec, from_step: float, to_step: float | None = None) -> list[StepEntry]:
+    numbers = [s.number for s in spec.steps if s.enabled]
+    if from_step not in numbers:
+        raise ConfigError(
+            f"--from-step {from_step:g} is not a step of pipeline.yaml; steps: {', '.join(f'{n:g}' for n in numbers)}"
+        )
+    if to_step is not None and to_step not in numbers:
+        raise ConfigError(
+            f"--to-step {to_step:g} is not a step of pipeline.yaml; steps: {', '.join(f'{n:g}' for n in numbers)}"
+        )
+    last = to_step if to_step is not None else numbers[-1]
+    return [s for s in spec.steps if s.enabled and from_step <= s.number <= last]
+
+
+def load_data(spec: PipelineSpec) -> tuple[History, list[int], list[int]]:
+    history = load_history(spec.data.history, spec.data.modulus)
+    train, holdout = split(history, spec.data.holdout_fraction)
+    return history, train, holdout
+
+
+def step_for(entry: StepEntry) -> type[Step]:
+    cls = step_class(entry)
+    if not (isinstance(cls, type) and issubclass(cls, Step)):
+        raise ConfigError(f"pipeline.yaml: step {entry.number:g}: {entry.step_class} is not a pipeline Step")
+    return cls
+
+
+def required_inputs(entry: StepEntry, state_dir: Path) -> list[Path]:
+    return [state_dir / "outputs" / name for name in step_for(entry).inputs]
+
+
+def ramdisk_sources(entry: StepEntry, state_dir: Path) -> dict[str, Path]:
+    return {name: state_dir / "outputs" / name for name in step_for(entry).ramdisk_files}
+
+
+def preload_ramdisk(
+    entry: StepEntry, state_dir: Path, config: ClusterConfig, executors: Mapping[str, Executor]
+) -> dict[str, str]:
+    """Copy the step's ramdisk files to every node and verify them (before preflight checks them)."""
+    sources = ramdisk_sources(entry, state_dir)
+    missing = [str(p) for p in sources.values() if not p.exists()]
+    if missing:
+        raise StepError(f"ramdisk source file(s) missing: {', '.join(missing)}; fix: rerun step 1")
+    return preload(executors, list(config.nodes), sources)
+
+
+def run_step(
+    entry: StepEntry,
+    params: Mapping[str, Any],
+    *,
+    run_id: int,
+    attempt: int,
+    spec: PipelineSpec,
+    config: ClusterConfig,
+    store: RunStore,
+    executors: Mapping[str, Executor],
+    state_dir: Path,
+    halt_check: Callable[[], bool] | None = None,
+    progress: bool | None = None,
+    ledger: Any = None,
+) -> StepOutcome:
+    cls = step_for(entry)
+    outcome = StepOutcome(entry.number, cls.name, dict(params))
+    started = time.monotonic()
+    try:
+        parsed = cls.parse_params(dict(params), f"pipeline.yaml: step {entry.number:g}: params")
+        outcome.params = parsed.model_dump()
+        history, train, holdout = load_data(spec)
+        ctx = StepContext(
+            run_id=run_id, number=entry.number, attempt=attempt, params=parsed, spec=spec, config=config,
+            store=store, executors=executors, state_dir=state_dir, history=history, train=train,
+            holdout=holdout, halt_check=halt_check, progress=progress, ledger=ledger,
+        )  # fmt: skip
+        hashes = ctx.input_hashes()
+        for path in required_inputs(entry, state_dir):
+            check_complete(path, hashes)
+        result = cls().run(ctx)
+        outcome.metrics = {**result.metrics, "jobs_run": ctx.jobs_run}
+        outcome.outputs = {k: str(v) for k, v in result.outputs.items()}
+        for path in result.outputs.values():
+            if Path(path).suffix == ".json" and Path(path).name not in {"train_history.json", "holdout_history.json"}:
+                check_complete(path, hashes)
+        outcome.outputs_valid = True
+    except HaltRequested:
+        raise
+    except WatcherError as err:
+        outcome.error = str(err)
+        outcome.traceback = traceback.format_exc()
+        logger.error("step {:g} ({}) failed: {}", entry.number, cls.name, err)
+    except Exception as err:  # a bug in a step must still be recorded in full, never lost
+        outcome.error = f"{type(err).__name__}: {err}"
+        outcome.traceback = traceback.format_exc()
+        logger.error("step {:g} ({}) crashed:\n{}", entry.number, cls.name, outcome.traceback)
+    outcome.metrics.setdefault("duration_s", round(time.monotonic() - started, 3))
+    return outcome

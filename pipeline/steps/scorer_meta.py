@@ -1,0 +1,90 @@
+"""Step 2.5: the scorer meta-optimizer. Optuna tunes how survivors are scored (skip tolerance, recency
+weighting, partial credit) on the train history, evaluated by "score" jobs on the nodes against their
+ramdisk copy of it. The objective is the best survivor's score above what chance gives any seed, less
+half the runner-up's: a scorer must separate, not flatter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from optuna.trial import Trial
+from pydantic import Field
+
+from pipeline.context import StepContext
+from pipeline.outputs import read_output, write_output
+from pipeline.scoring import SCORER_DEFAULTS, chance_baseline
+from pipeline.step import Step, StepParams, StepResult
+from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE
+from pipeline.studies import best_completed, open_study, run_trials, study_name, warm_start
+
+SPACE_VERSION = 1
+
+
+class ScorerParams(StepParams):
+    trials: Annotated[int, Field(ge=1, le=1000)] = 12
+
+
+def separation(scores: Sequence[float], params: dict[str, Any], modulus: int) -> float:
+    ranked = sorted(scores, reverse=True)
+    runner_up = ranked[1] if len(ranked) > 1 else 0.0
+    return ranked[0] - chance_baseline(params, modulus) - 0.5 * runner_up
+
+
+class ScorerMeta(Step):
+    number = 2.5
+    name = "scorer_meta"
+    Params = ScorerParams
+    inputs = (BIDIRECTIONAL,)
+    outputs = (SCORER_CONFIG,)
+    ramdisk_files = (TRAIN_FILE,)
+
+    def run(self, ctx: StepContext) -> StepResult:
+        p: ScorerParams = ctx.params  # type: ignore[assignment]
+        data = ctx.spec.data
+        hashes = ctx.input_hashes()
+        survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
+        if not survivors:
+            write_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", {"params": SCORER_DEFAULTS, "best_value": None},
+                         hashes)  # fmt: skip
+            return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
+        triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
+        study = open_study(ctx.state_dir, study_name(2.5, ctx.history.fingerprint(), data.generator, SPACE_VERSION))
+        warm_start(study)
+
+        def suggest(trial: Trial) -> dict[str, Any]:
+            return {
+                "skip_tolerance": trial.suggest_int("skip_tolerance", 0, 2),
+                "recency_weight": trial.suggest_float("recency_weight", 0.0, 1.0),
+                "partial_weight": trial.suggest_float("partial_weight", 0.0, 0.5),
+            }
+
+        def evaluate(batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
+            files = {node.name: ctx.ramdisk_path(node, TRAIN_FILE) for node in ctx.config.nodes}
+            parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
+            payloads = [
+                {"kind": "score", "generator": data.generator, "modulus": data.modulus, "history_files": files,
+                 "first_index": 0, "survivors": triples[i::parts], "param_sets": [cfg for _, cfg in batch]}
+                for i in range(parts)
+            ]  # fmt: skip
+            results = ctx.run_jobs(payloads, label="scorer trials")
+            values: list[float | str | None] = []
+            for j, (_, cfg) in enumerate(batch):
+                scores = [v for r in results for v in r["scores"][j]]
+                values.append(separation(scores, cfg, data.modulus))
+            return values
+
+        counts = run_trials(study, p.trials, max(1, p.trials), suggest, evaluate)
+        best = best_completed(study)
+        params = dict(best.params) if best else dict(SCORER_DEFAULTS)
+        out = {"params": params, "best_value": best.value if best else None, "study": study.study_name}
+        path = write_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", out, hashes)
+        metrics = {
+            "survivors": len(survivors),
+            "completed_trials": counts.completed,
+            "pruned_trials": counts.pruned,
+            "failed_trials": counts.failed,
+            "first_trial": counts.first_number,
+            "best_value": out["best_value"],
+        }
+        return StepResult(metrics, {SCORER_CONFIG: path})

@@ -1,0 +1,110 @@
+"""Pure evaluation of gathered facts: every function here takes recorded data and returns results,
+so the decisions are tested on fixtures without any node."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cluster.config import HealthPolicy, NodeConfig
+from cluster.gpu.health import GpuHealth, HealthStatus
+from preflight.report import CheckResult
+
+
+def evaluate_reachability(node: NodeConfig, error: BaseException | None) -> CheckResult:
+    if error is None:
+        return CheckResult("ssh", node.name, "ok", "reachable" if node.transport == "ssh" else "local node")
+    login = f"{node.user}@{node.host}" if node.user else node.host
+    return CheckResult(
+        "ssh", node.name, "fail", f"({node.host}) {getattr(error, 'reason', error)}",
+        remedy=f"is the rig up? try: ssh -p {node.port} {login} true",
+    )  # fmt: skip
+
+
+def evaluate_gpus(
+    node: NodeConfig, gpus: Sequence[GpuHealth], quarantined: set[int], watch: set[int]
+) -> list[CheckResult]:
+    out = []
+    excluded = node.excluded_indices
+    for gpu in gpus:
+        target = f"GPU {gpu.index}"
+        if gpu.index in excluded:
+            out.append(CheckResult("gpu", node.name, "ok", "excluded by config (gets no work)", target=target))
+            continue
+        evidence = "; ".join(gpu.evidence[:3])
+        if gpu.status is HealthStatus.FAULTED:
+            out.append(CheckResult("gpu", node.name, "warn", f"faulted, quarantined: {evidence}",
+                                   remedy=f"inspect the rig; `watcher gpus release {node.name}:{gpu.index}` when fixed",
+                                   target=target))  # fmt: skip
+        elif gpu.status is HealthStatus.DEGRADED:
+            out.append(CheckResult("gpu", node.name, "warn", f"degraded: {evidence}", target=target))
+        elif gpu.index in quarantined:
+            out.append(CheckResult("gpu", node.name, "warn", "healthy now, still quarantined (probation)",
+                                   target=target))  # fmt: skip
+        elif gpu.index in watch:
+            out.append(CheckResult("gpu", node.name, "ok", f"watchlist: healthy {gpu.readings}", target=target))
+    return out
+
+
+def usable_count(node: NodeConfig, gpus: Sequence[GpuHealth], quarantined: set[int]) -> int:
+    return sum(
+        1 for g in gpus
+        if g.status is not HealthStatus.FAULTED and g.index not in node.excluded_indices and g.index not in quarantined
+    )  # fmt: skip
+
+
+def evaluate_capacity(total_usable: int, policy: HealthPolicy) -> CheckResult:
+    if total_usable >= policy.min_healthy_gpus:
+        return CheckResult("capacity", "cluster", "ok", f"{total_usable} usable GPU slot(s)")
+    return CheckResult(
+        "capacity", "cluster", "fail", f"only {total_usable} usable GPU slot(s), min_healthy_gpus is {policy.min_healthy_gpus}",
+        remedy="fix or release GPUs (`watcher gpus`), or lower health.min_healthy_gpus",
+    )  # fmt: skip
+
+
+def evaluate_node_facts(node: NodeConfig, facts: Mapping[str, Any], coordinator_version: str,
+                        policy: HealthPolicy) -> list[CheckResult]:  # fmt: skip
+    out = []
+    version = facts.get("version")
+    if version != coordinator_version:
+        out.append(CheckResult("version", node.name, "fail", f"worker version {version} != coordinator {coordinator_version}",
+                               remedy=f"reinstall watcher on {node.name} (scripts/setup.sh) from the same commit"))  # fmt: skip
+    disk = facts.get("free_disk_gb")
+    if isinstance(disk, int | float) and disk < policy.min_free_disk_gb:
+        out.append(CheckResult("disk", node.name, "fail", f"{disk:.1f} GB free in {node.workdir}",
+                               remedy=f"free disk space (need {policy.min_free_disk_gb:g} GB)"))  # fmt: skip
+    mem = facts.get("free_memory_gb")
+    if isinstance(mem, int | float) and mem < policy.min_free_memory_gb:
+        out.append(CheckResult("memory", node.name, "fail", f"{mem:.1f} GB memory available",
+                               remedy=f"stop other jobs (need {policy.min_free_memory_gb:g} GB)"))  # fmt: skip
+    if node.gpu_kind != "cpu":
+        count, hip = facts.get("device_count"), facts.get("hip")
+        if facts.get("torch_error"):
+            out.append(CheckResult("torch", node.name, "fail", f"torch does not import: {facts['torch_error']}",
+                                   remedy="install the ROCm/CUDA build of torch into the node's venv"))  # fmt: skip
+        elif count != node.gpu_count:
+            out.append(CheckResult("torch", node.name, "fail", f"torch sees {count} GPU(s), config says {node.gpu_count}",
+                                   remedy="a CPU-only torch on a rig is 50x slower: install the GPU build"))  # fmt: skip
+        elif node.gpu_kind == "rocm" and not hip:
+            out.append(CheckResult("torch", node.name, "fail", "torch is not a HIP (ROCm) build",
+                                   remedy="install the ROCm build of torch"))  # fmt: skip
+    if not out:
+        out.append(CheckResult("node", node.name, "ok", f"version {version}, disk/memory ok"))
+    return out
+
+
+def evaluate_ramdisk(
+    node: NodeConfig, expected: Mapping[str, str], remote: Mapping[str, str | None]
+) -> list[CheckResult]:
+    out = []
+    for name, digest in expected.items():
+        got = remote.get(name)
+        if got is None:
+            out.append(CheckResult("ramdisk", node.name, "fail", f"{name} missing from {node.ramdisk_path}",
+                                   remedy="rerun the step: the runner preloads ramdisk files", target=name))  # fmt: skip
+        elif got != digest:
+            out.append(CheckResult("ramdisk", node.name, "fail", f"{name} is stale (hash differs from the coordinator's)",
+                                   remedy="rerun the step so the runner copies it again", target=name))  # fmt: skip
+    if not out and expected:
+        out.append(CheckResult("ramdisk", node.name, "ok", f"{len(expected)} file(s) identical to the coordinator's"))
+    return out
