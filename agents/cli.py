@@ -13,6 +13,14 @@ from cluster.errors import EXIT_USAGE, WatcherError
 # (sub-command, module): each module has `add_parser(subparsers)` and `run(args) -> int`.
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "agents.commands.run"),
+    ("status", "agents.commands.status"),
+    ("history", "agents.commands.history"),
+    ("gpus", "agents.commands.gpus"),
+    ("halt", "agents.commands.halt"),
+    ("report", "agents.commands.report"),
+    ("metrics", "agents.commands.metrics"),
+    ("dashboard", "agents.commands.dashboard"),
+    ("cron", "agents.commands.cron"),
     ("validate-config", "agents.commands.validate"),
 )
 

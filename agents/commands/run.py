@@ -80,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
         store = RunStore(state_dir / "watcher.db")
         try:
             run_id = None
-            if args.resume or args.resume_if_crashed:
-                try:
-                    run_id = resumable_run(store)
-                except Exception:
-                    if args.resume:
-                        raise
+            if args.resume:
+                run_id = resumable_run(store)
+            elif args.resume_if_crashed:
+                last = store.latest_run()
+                # We hold the lock, so a run still marked "running" has no live process: it crashed.
+                if last is not None and last.status == "running":
+                    run_id = last.id
             if run_id is not None:
                 store.resume_run(run_id)
                 steps = first_unfinished(store, run_id, steps) or steps

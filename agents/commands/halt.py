@@ -1,0 +1,38 @@
+"""`watcher halt` asks a running run to stop between steps and chunks; `watcher resume-ok` clears it."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import time
+from pathlib import Path
+
+from agents.settings import AgentSettings
+from pipeline.spec import default_pipeline_path, load_pipeline
+
+
+def _halt_file(args: argparse.Namespace) -> Path:
+    spec = load_pipeline(getattr(args, "pipeline", None) or default_pipeline_path())
+    return Path(args.state_dir) / AgentSettings.from_mapping(spec.agent).limits.halt_file
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    halt = sub.add_parser("halt", help="stop the running run at the next step or chunk boundary")
+    halt.set_defaults(handler=run_halt)
+    ok = sub.add_parser("resume-ok", help="clear a halt so runs may start again")
+    ok.set_defaults(handler=run_resume_ok)
+
+
+def run_halt(args: argparse.Namespace) -> int:
+    path = _halt_file(args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"halted by {getpass.getuser()} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+    print(f"halt requested ({path}); `watcher resume-ok` clears it")
+    return 0
+
+
+def run_resume_ok(args: argparse.Namespace) -> int:
+    path = _halt_file(args)
+    path.unlink(missing_ok=True)
+    print("halt cleared")
+    return 0
