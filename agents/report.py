@@ -34,12 +34,21 @@ def _study_figures(state_dir: Path) -> list[str]:
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
         if not study.trials:
             continue
-        out.append(_div(optuna.visualization.plot_optimization_history(study), f"optimization history: {summary.study_name}"))
+        out.append(
+            _div(optuna.visualization.plot_optimization_history(study), f"optimization history: {summary.study_name}")
+        )
         try:
             if len(complete) >= 2 and len({tuple(sorted(t.params.items())) for t in complete}) >= 2:
-                out.append(_div(optuna.visualization.plot_param_importances(study), f"parameter importances: {summary.study_name}"))
+                out.append(
+                    _div(
+                        optuna.visualization.plot_param_importances(study),
+                        f"parameter importances: {summary.study_name}",
+                    )
+                )
         except (RuntimeError, ValueError, ZeroDivisionError) as err:
-            out.append(f"<p>parameter importances unavailable for {html.escape(summary.study_name)}: {html.escape(str(err))}</p>")
+            out.append(
+                f"<p>parameter importances unavailable for {html.escape(summary.study_name)}: {html.escape(str(err))}</p>"
+            )
         surv = [(t.number, t.user_attrs.get("survivors")) for t in study.trials if "survivors" in t.user_attrs]
         if surv:
             fig = go.Figure(go.Bar(x=[n for n, _ in surv], y=[s for _, s in surv]))
@@ -60,17 +69,27 @@ def build_stats(store: RunStore, run_id: int) -> dict[str, Any]:
         "started": run.started if run else None,
         "finished": run.finished if run else None,
         "steps": [
-            {"step": s.number, "attempt": s.attempt, "status": s.status, "params": s.params,
-             "duration_s": (s.metrics or {}).get("duration_s"), "seeds_tested": (s.metrics or {}).get("seeds_tested"),
-             "seeds_per_s": ((s.metrics or {}).get("seeds_tested") or 0) / max((s.metrics or {}).get("duration_s") or 1e-9, 1e-9),
-             "survivors": (s.metrics or {}).get("survivors"), "reward": (s.metrics or {}).get("best_value"),
-             "error": s.error}
+            {
+                "step": s.number,
+                "attempt": s.attempt,
+                "status": s.status,
+                "params": s.params,
+                "duration_s": (s.metrics or {}).get("duration_s"),
+                "seeds_tested": (s.metrics or {}).get("seeds_tested"),
+                "seeds_per_s": ((s.metrics or {}).get("seeds_tested") or 0)
+                / max((s.metrics or {}).get("duration_s") or 1e-9, 1e-9),
+                "survivors": (s.metrics or {}).get("survivors"),
+                "reward": (s.metrics or {}).get("best_value"),
+                "error": s.error,
+            }
             for s in steps
         ],  # fmt: skip
         "tasks": store.chunk_counts(run_id),
         "failures": [{k: f.get(k) for k in ("node", "gpu", "exit_code", "kind", "error", "time")} for f in failures],
-        "decisions": [{k: d.get(k) for k in ("step", "attempt", "decision", "advisor", "reason", "fallback")}
-                      for d in store.decisions(run_id)],  # fmt: skip
+        "decisions": [
+            {k: d.get(k) for k in ("step", "attempt", "decision", "advisor", "reason", "fallback")}
+            for d in store.decisions(run_id)
+        ],  # fmt: skip
     }
 
 

@@ -121,6 +121,12 @@ def run_chunks(
                     sched.halting = True
                     sched.cond.notify_all()
         bar.update(sched.completed, len(sched.failures), sched.seeds, force=True)
+    except BaseException as err:  # Ctrl-C or a failing halt_check: the slots must stop taking work too
+        with sched.cond:
+            sched.fatal = sched.fatal or err
+            sched.closed = True
+            sched.cond.notify_all()
+        raise
     finally:
         bar.close()
     for thread, slot in zip(threads, slots, strict=True):
@@ -134,7 +140,7 @@ def run_chunks(
         sched.closed = True
     if sched.cleanup is not None:
         nodes = {n: executors[n] for n in (sched.took_part | sched.cleanup_due) - set(sched.breaker.tripped)}
-        run_cleanups(sched.cleanup, nodes)
+        sched.quarantine_found(run_cleanups(sched.cleanup, nodes), "cleanup")
     report.results.update(sched.results)
     report.failures = list(sched.failures)
     report.slots_used = slots

@@ -14,6 +14,7 @@ from typing import Any
 from loguru import logger
 
 from cluster.config import ClusterConfig
+from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.transport.base import Executor
 
 CleanupFn = Callable[[Executor], Any]
@@ -38,15 +39,25 @@ def resolve_cleanup(cleanup: Any, config: ClusterConfig) -> CleanupFn | None:
     return lambda executor: fn(executor, script=script)
 
 
-def run_cleanups(cleanup: CleanupFn | None, executors: Mapping[str, Executor]) -> None:
-    """Run the cleanup on every given node in parallel; log each failure with the node named."""
+def faulted_in(found: Any) -> list[GpuHealth]:
+    """The faulted GPUs in what a cleanup returned (cluster.gpu.cleanup returns a list of GpuHealth)."""
+    if not isinstance(found, list | tuple):
+        return []
+    return [h for h in found if isinstance(h, GpuHealth) and h.status == HealthStatus.FAULTED]
+
+
+def run_cleanups(cleanup: CleanupFn | None, executors: Mapping[str, Executor]) -> list[GpuHealth]:
+    """Run the cleanup on every given node in parallel; log each failure with the node named; return the
+    GPUs the cleanup found faulted (the caller quarantines them)."""
+    found: list[GpuHealth] = []
     if cleanup is None or not executors:
-        return
+        return found
 
     def one(name: str, executor: Executor) -> None:
         try:
-            cleanup(executor)
-            logger.debug(f"GPU cleanup done on {name}")
+            faulted = faulted_in(cleanup(executor))
+            found.extend(faulted)
+            logger.debug(f"GPU cleanup done on {name}" + (f": {len(faulted)} GPU(s) faulted" if faulted else ""))
         except Exception as err:  # any failure here is reported, not raised: see module docstring
             logger.warning(f"GPU cleanup on {name} failed: {err}")
 
@@ -55,3 +66,4 @@ def run_cleanups(cleanup: CleanupFn | None, executors: Mapping[str, Executor]) -
         thread.start()
     for thread in threads:
         thread.join()
+    return found

@@ -6,7 +6,7 @@ directly on values.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,32 +70,39 @@ class QueuedChunk:
         return frozenset(s.node for s in self.tried)
 
 
-def slot_rank(item: QueuedChunk, slot: Slot, live: Set[Slot]) -> int | None:
-    """How well `slot` suits `item`: 0 fresh node, 1 other GPU of a node that failed it, 2 the same slot
-    again (only once every live slot has tried it), None not allowed."""
-    if slot.node not in item.tried_nodes:
-        return 0
-    if slot not in item.tried:
-        return 1
-    if live <= item.tried:
-        return 2
-    return None
+def retry_key(item: QueuedChunk, slot: Slot, node_failure_rate: Mapping[str, float]) -> tuple[int, float]:
+    """How bad `slot` looks for this chunk: its failures on that node first, then the node's recent failure rate."""
+    on_node = sum(1 for tried in item.tried if tried.node == slot.node)
+    return on_node, round(node_failure_rate.get(slot.node, 0.0), 3)
 
 
-def pick_next(queue: Sequence[QueuedChunk], slot: Slot, live: Set[Slot], now: float) -> int | None:
-    """Index of the chunk `slot` should run next: the first ready one of the best rank, else None."""
-    best: tuple[int, int] | None = None
+def may_take(item: QueuedChunk, slot: Slot, live: Set[Slot], node_failure_rate: Mapping[str, float]) -> bool:
+    """Whether `slot` should run `item` now. A fresh chunk goes anywhere. A retry goes only to a slot it has
+    not failed on (the same slot only once every live slot has had it), and only to one of the best such
+    slots: fewest failures of this chunk on the node, then the node with the lowest recent failure rate.
+    A worse slot leaves it for a better one, so a flaky node cannot use up a chunk's attempts."""
+    if not item.tried:
+        return True
+    candidates = [s for s in live if s not in item.tried] or list(live)
+    if slot not in candidates:
+        return False
+    best = min(retry_key(item, s, node_failure_rate) for s in candidates)
+    return retry_key(item, slot, node_failure_rate) == best
+
+
+def pick_next(
+    queue: Sequence[QueuedChunk],
+    slot: Slot,
+    live: Set[Slot],
+    now: float,
+    node_failure_rate: Mapping[str, float] | None = None,
+) -> int | None:
+    """Index of the chunk `slot` should run next: the first ready one it may take (retries sit at the front)."""
+    rates = node_failure_rate or {}
     for index, item in enumerate(queue):
-        if item.ready_at > now:
-            continue
-        rank = slot_rank(item, slot, live)
-        if rank is None:
-            continue
-        if rank == 0:
+        if item.ready_at <= now and may_take(item, slot, live, rates):
             return index
-        if best is None or rank < best[0]:
-            best = (rank, index)
-    return None if best is None else best[1]
+    return None
 
 
 def next_ready_time(queue: Sequence[QueuedChunk], now: float) -> float | None:
@@ -119,6 +126,13 @@ class NodeBreaker:
         self.min_failures = policy.breaker_min_failures
         self._outcomes: dict[str, deque[bool]] = {}
         self.tripped: dict[str, str] = {}
+
+    def failure_rate(self, node: str) -> float:
+        outcomes = self._outcomes.get(node)
+        return sum(outcomes) / len(outcomes) if outcomes else 0.0
+
+    def failure_rates(self) -> dict[str, float]:
+        return {node: self.failure_rate(node) for node in self._outcomes}
 
     def record(self, node: str, failed: bool) -> str | None:
         """Add one outcome; returns the reason the first time the node trips, else None."""

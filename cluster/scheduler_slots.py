@@ -79,7 +79,7 @@ class SlotScheduler:
                 kind, value = action
                 if kind == "cleanup":
                     try:
-                        run_cleanups(self.cleanup, {value: self.executors[value]})
+                        self.quarantine_found(run_cleanups(self.cleanup, {value: self.executors[value]}), "cleanup")
                     finally:
                         with self.cond:
                             self.cleaning.discard(value)
@@ -114,7 +114,7 @@ class SlotScheduler:
                     self.cond.wait(1.0)
                     continue
                 now = time.monotonic()
-                index = pick_next(self.queue, slot, self.live, now)
+                index = pick_next(self.queue, slot, self.live, now, self.breaker.failure_rates())
                 if index is not None:
                     item = self.queue.pop(index)
                     item.attempts += 1
@@ -193,17 +193,13 @@ class SlotScheduler:
         if faulted:
             evidence = list((failure.gpu_state or {}).get("evidence") or [])
             reason = f"faulted after chunk {failure.chunk_id} failed ({failure.kind}): {failure.error}"[:500]
-            if self.ledger is not None:
-                self.ledger.quarantine(slot.node, slot.gpu, reason, evidence, "scheduler")
-            logger.error(f"GPU {slot} quarantined: {'; '.join(evidence) or reason}")
+            self._quarantine(slot, reason, evidence)
         elif self.ledger is not None and failure.gpu_state is not None and failure.gpu_state["status"] != "unknown":
             self.ledger.record_check(slot.node, slot.gpu, failure.gpu_state["status"], failure.gpu_state["evidence"])
         tripped: str | None = None
         with self.cond:
             self.failures.append(failure)
             superseded = self._finished_locked(slot, item)
-            if faulted and slot not in self.quarantined:
-                self.quarantined.append(slot)
             if failure.retryable:
                 tripped = self.breaker.record(slot.node, failed=True)
             if failure.kind != "transport":
@@ -231,6 +227,20 @@ class SlotScheduler:
         if tripped is not None:
             logger.error(f"node {slot.node} taken out for the rest of this step: {tripped}")
             self.sink.node_tripped(slot.node, tripped)
+
+    def _quarantine(self, slot: Slot, reason: str, evidence: list[str]) -> None:
+        """Record in the ledger (so later steps skip the GPU too) and stop this call's slot."""
+        if self.ledger is not None:
+            self.ledger.quarantine(slot.node, slot.gpu, reason, evidence, "scheduler")
+        logger.error(f"GPU {slot} quarantined: {'; '.join(evidence) or reason}")
+        with self.cond:
+            if slot not in self.quarantined:
+                self.quarantined.append(slot)
+            self.cond.notify_all()
+
+    def quarantine_found(self, found: list[GpuHealth], where: str) -> None:
+        for health in found:
+            self._quarantine(Slot(health.node, health.index), f"faulted in GPU {where}", list(health.evidence))
 
     def _finished_locked(self, slot: Slot, item: QueuedChunk) -> bool:
         """Bookkeeping when an attempt returns; True if its chunk had been requeued elsewhere meanwhile."""

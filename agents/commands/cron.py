@@ -26,7 +26,9 @@ def parse_every(text: str) -> tuple[int, str]:
     value, unit = int(match.group(1)), match.group(2)
     limits = {"m": 60, "h": 24, "d": 31}
     if unit != "d" and limits[unit] % value:
-        raise UsageError(f"--every {text}: cron cannot repeat every {value}{unit} evenly; use a divisor of {limits[unit]}")
+        raise UsageError(
+            f"--every {text}: cron cannot repeat every {value}{unit} evenly; use a divisor of {limits[unit]}"
+        )
     if unit == "d" and value > 31:
         raise UsageError(f"--every {text}: at most 31d")
     return value * UNITS[unit], unit

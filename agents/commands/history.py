@@ -53,7 +53,17 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([s.__dict__ for s in steps], indent=1, default=str))
         return 0
     table = Table(title="step history (oldest first)")
-    for col in ("run", "step", "att", "status", "survivors", "trials ok/pruned", "seeds tested", "duration s", "failures"):
+    for col in (
+        "run",
+        "step",
+        "att",
+        "status",
+        "survivors",
+        "trials ok/pruned",
+        "seeds tested",
+        "duration s",
+        "failures",
+    ):
         table.add_column(col)
     for s in steps:
         m = s.metrics or {}

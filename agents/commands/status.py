@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1, default=str))
         return 0 if info["active"] else EXIT_IDLE
     r = info["run"]
-    print(f"active: {'yes' if info['active'] else 'no'}" + (f" (pid {info['holder'].get('pid')})" if info["active"] else ""))
+    print(
+        f"active: {'yes' if info['active'] else 'no'}"
+        + (f" (pid {info['holder'].get('pid')})" if info["active"] else "")
+    )
     if r:
         print(f"run {r['id']}: {r['status']}, started {r['started']}" + (f" ({r['reason']})" if r["reason"] else ""))
         if r["step"] is not None:
@@ -95,5 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print("no run recorded yet")
     for node, g in info["gpus"].items():
         healthy = g["slots"] - len(g["excluded"]) - len(g["quarantined"])
-        print(f"{node}: {healthy}/{g['slots']} usable; excluded {g['excluded'] or '-'}; quarantined {g['quarantined'] or '-'}")
+        print(
+            f"{node}: {healthy}/{g['slots']} usable; excluded {g['excluded'] or '-'}; quarantined {g['quarantined'] or '-'}"
+        )
     return 0 if info["active"] else EXIT_IDLE
