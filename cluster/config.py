@@ -132,6 +132,9 @@ class HealthPolicy(_Strict):
     max_memory_use_pct: float = 95.0
     min_free_disk_gb: float = 1.0
     min_free_memory_gb: float = 0.5
+    # Off only for clusters that are meant to run on CPU torch (e.g. test rigs); on real rigs a CPU-only
+    # torch makes every job ~50x slower, so preflight fails on it.
+    check_torch_devices: bool = True
 
 
 class SchedulerPolicy(_Strict):

@@ -77,7 +77,7 @@ def evaluate_node_facts(node: NodeConfig, facts: Mapping[str, Any], coordinator_
     if isinstance(mem, int | float) and mem < policy.min_free_memory_gb:
         out.append(CheckResult("memory", node.name, "fail", f"{mem:.1f} GB memory available",
                                remedy=f"stop other jobs (need {policy.min_free_memory_gb:g} GB)"))  # fmt: skip
-    if node.gpu_kind != "cpu":
+    if node.gpu_kind != "cpu" and policy.check_torch_devices:
         count, hip = facts.get("device_count"), facts.get("hip")
         if facts.get("torch_error"):
             out.append(CheckResult("torch", node.name, "fail", f"torch does not import: {facts['torch_error']}",

@@ -329,6 +329,8 @@ def cluster_config(rigs: list[FakeRig], **overrides: Any) -> ClusterConfig:
     data: dict[str, Any] = {
         "nodes": [rig.node_config().model_dump() for rig in rigs],
         "timeouts": {"connect": 2.0, "command": 30.0, "job": 120.0, "preflight": 15.0},
+        # The rigs run the coordinator's CPU torch: the torch-sees-its-GPUs check would (rightly) fail.
+        "health": {"check_torch_devices": False},
     }
     data.update(overrides)
     return ClusterConfig.model_validate(data)
