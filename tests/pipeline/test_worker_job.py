@@ -96,4 +96,4 @@ def test_unexpected_failure_gives_traceback_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_dispatch_table_is_explicit() -> None:
-    assert set(worker.JOBS) == {"sieve", "verify"}
+    assert set(worker.JOBS) == {"sieve", "verify", "score", "window_batch"}
