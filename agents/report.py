@@ -47,7 +47,8 @@ def _study_figures(state_dir: Path) -> list[str]:
                 )
         except (RuntimeError, ValueError, ZeroDivisionError) as err:
             out.append(
-                f"<p>parameter importances unavailable for {html.escape(summary.study_name)}: {html.escape(str(err))}</p>"
+                f"<p>parameter importances unavailable for {html.escape(summary.study_name)}: "
+                f"{html.escape(str(err))}</p>"
             )
         surv = [(t.number, t.user_attrs.get("survivors")) for t in study.trials if "survivors" in t.user_attrs]
         if surv:
@@ -83,13 +84,13 @@ def build_stats(store: RunStore, run_id: int) -> dict[str, Any]:
                 "error": s.error,
             }
             for s in steps
-        ],  # fmt: skip
+        ],
         "tasks": store.chunk_counts(run_id),
         "failures": [{k: f.get(k) for k in ("node", "gpu", "exit_code", "kind", "error", "time")} for f in failures],
         "decisions": [
             {k: d.get(k) for k in ("step", "attempt", "decision", "advisor", "reason", "fallback")}
             for d in store.decisions(run_id)
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -102,15 +103,19 @@ def render_report(store: RunStore, state_dir: Path, run_id: int, out: Path) -> t
         f"<td>{html.escape(json.dumps(s['params'], default=str))}</td><td>{html.escape(s['error'] or '')}</td></tr>"
         for s in stats["steps"]
     )
-    parts.append("<h2>Steps</h2><table><tr><th>step</th><th>attempt</th><th>status</th><th>survivors</th>"
-                 f"<th>seeds tested</th><th>seconds</th><th>params</th><th>error</th></tr>{rows}</table>")  # fmt: skip
+    parts.append(
+        "<h2>Steps</h2><table><tr><th>step</th><th>attempt</th><th>status</th><th>survivors</th>"
+        f"<th>seeds tested</th><th>seconds</th><th>params</th><th>error</th></tr>{rows}</table>"
+    )
     drows = "".join(
         f"<tr><td>{d['step']:g}</td><td>{d['attempt']}</td><td>{d['decision']}</td><td>{d['advisor']}</td>"
         f"<td>{html.escape(str(d['reason']))}</td><td>{html.escape(str(d['fallback'] or ''))}</td></tr>"
         for d in stats["decisions"]
     )
-    parts.append("<h2>Decisions</h2><table><tr><th>step</th><th>attempt</th><th>decision</th><th>advisor</th>"
-                 f"<th>reason</th><th>fallback</th></tr>{drows}</table>")  # fmt: skip
+    parts.append(
+        "<h2>Decisions</h2><table><tr><th>step</th><th>attempt</th><th>decision</th><th>advisor</th>"
+        f"<th>reason</th><th>fallback</th></tr>{drows}</table>"
+    )
     parts.append("<h2>Optuna studies</h2>")
     parts.extend(_study_figures(state_dir) or ["<p>no studies yet</p>"])
     timings: dict[str, list[float]] = defaultdict(list)
@@ -127,8 +132,12 @@ def render_report(store: RunStore, state_dir: Path, run_id: int, out: Path) -> t
         by_gpu: dict[str, list[tuple[float, str]]] = defaultdict(list)
         for e in ledger:
             by_gpu[f"{e['node']}:{e['gpu']}"].append((e["time"], e.get("status") or e.get("action") or ""))
-        fig = go.Figure([go.Scatter(x=[t for t, _ in v], y=[s for _, s in v], mode="markers+lines", name=k)
-                         for k, v in sorted(by_gpu.items())])  # fmt: skip
+        fig = go.Figure(
+            [
+                go.Scatter(x=[t for t, _ in v], y=[s for _, s in v], mode="markers+lines", name=k)
+                for k, v in sorted(by_gpu.items())
+            ]
+        )
         parts.append("<h2>GPU health timeline</h2>" + _div(fig, "GPU checks and quarantines"))
     quarantined = store.entries()
     qrows = "".join(f"<li>{html.escape(e.node)}:{e.gpu} — {html.escape(e.reason)}</li>" for e in quarantined)

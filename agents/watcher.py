@@ -29,7 +29,7 @@ from pipeline.runner import (
     required_inputs,
     resolve_steps,
     run_step,
-)  # fmt: skip
+)
 from pipeline.spec import PipelineSpec, StepEntry
 from pipeline.store import RunStore
 
@@ -65,7 +65,7 @@ def history_for(store: RunStore, number: float) -> list[StepMetrics]:
             attempt=r.attempt,
             outputs_valid=r.status == "succeeded",
             error=r.error,
-        )  # fmt: skip
+        )
         for r in rows
         if r.status in {"succeeded", "failed"}
     ]
@@ -134,10 +134,18 @@ class Supervisor:
         self, run_id: int, entry: StepEntry, attempt: int, metrics: StepMetrics, adv: AdvisorOutcome, d: Decision
     ) -> None:
         self.store.record_decision(
-            run_id, entry.number, attempt, advisor=adv.advisor, decision=d.kind, inputs=metrics.compact(),
-            raw_answer=json.dumps(adv.raw, default=str), clamped=[c.__dict__ for c in adv.clamps], applied=d.next_params,
-            reason=d.reason + (f" | next: {d.what_to_do}" if d.what_to_do else ""), fallback=adv.fallback_reason,
-        )  # fmt: skip
+            run_id,
+            entry.number,
+            attempt,
+            advisor=adv.advisor,
+            decision=d.kind,
+            inputs=metrics.compact(),
+            raw_answer=json.dumps(adv.raw, default=str),
+            clamped=[c.__dict__ for c in adv.clamps],
+            applied=d.next_params,
+            reason=d.reason + (f" | next: {d.what_to_do}" if d.what_to_do else ""),
+            fallback=adv.fallback_reason,
+        )
 
     def run_steps(self, run_id: int, steps: list[StepEntry], request: RunRequest) -> RunResult:
         executors = executors_for(list(self.config.nodes), self.config.timeouts)
@@ -180,25 +188,43 @@ class Supervisor:
             self.say(f"{label} ({entry.step_class.split(':')[-1]}), attempt {attempt}: {shown or params}")
             stored_attempt = self.store.start_step(run_id, entry.number, entry.step_class, params)
             outcome = run_step(
-                entry, params, run_id=run_id, attempt=stored_attempt, spec=self.spec, config=self.config,
-                store=self.store, executors=executors, state_dir=self.state_dir, halt_check=self.halted,
-                progress=request.progress, ledger=self.store,
-            )  # fmt: skip
+                entry,
+                params,
+                run_id=run_id,
+                attempt=stored_attempt,
+                spec=self.spec,
+                config=self.config,
+                store=self.store,
+                executors=executors,
+                state_dir=self.state_dir,
+                halt_check=self.halted,
+                progress=request.progress,
+                ledger=self.store,
+            )
             ok = outcome.outputs_valid and outcome.error is None
             self.store.finish_step(
                 run_id, entry.number, stored_attempt, "succeeded" if ok else "failed", outcome.metrics, outcome.error
             )
             outcomes.append(outcome)
             metrics = StepMetrics.from_dict(
-                entry.number, outcome.metrics, outcome.params, name=outcome.name, attempt=attempt,
-                outputs_valid=outcome.outputs_valid, error=outcome.error,
-            )  # fmt: skip
+                entry.number,
+                outcome.metrics,
+                outcome.params,
+                name=outcome.name,
+                attempt=attempt,
+                outputs_valid=outcome.outputs_valid,
+                error=outcome.error,
+            )
             adv = advise(entry.number, metrics, history, self.settings, current_params=outcome.params)
             d = decide(
-                metrics, attempt=attempt, total_retries_used=self.total_retries,
-                elapsed_s=time.monotonic() - self.started, limits=self.settings.limits, outcome=adv,
+                metrics,
+                attempt=attempt,
+                total_retries_used=self.total_retries,
+                elapsed_s=time.monotonic() - self.started,
+                limits=self.settings.limits,
+                outcome=adv,
                 current_params=outcome.params,
-            )  # fmt: skip
+            )
             self._record(run_id, entry, stored_attempt, metrics, adv, d)
             self.say(f"{label}: {_summary(outcome)} -> {d.kind} ({adv.advisor}): {d.reason}")
             history.append(metrics)

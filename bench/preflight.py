@@ -17,9 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-import fakerig  # noqa: E402
+import fakerig
 
-from preflight import run_preflight  # noqa: E402
+from preflight import run_preflight
 
 
 def main() -> int:
@@ -47,10 +47,20 @@ def main() -> int:
                 assert report.ok, report.failure_lines()
             median = statistics.median(times)
             single = single or median / 1
-            row = {"rigs": n, "gpus": 12 * n, "median_s": round(median, 3), "min_s": round(min(times), 3),
-                   "ratio_vs_smallest": round(median / single, 2), "target_s": 2.0 if n == 30 else None}  # fmt: skip
-            print(json.dumps(row) if args.json else
-                  f"{n:>3} rigs x 12 GPUs: median {median:.2f} s (min {min(times):.2f} s), x{row['ratio_vs_smallest']} vs {sizes[0]} rigs")  # fmt: skip
+            row = {
+                "rigs": n,
+                "gpus": 12 * n,
+                "median_s": round(median, 3),
+                "min_s": round(min(times), 3),
+                "ratio_vs_smallest": round(median / single, 2),
+                "target_s": 2.0 if n == 30 else None,
+            }
+            print(
+                json.dumps(row)
+                if args.json
+                else f"{n:>3} rigs x 12 GPUs: median {median:.2f} s (min {min(times):.2f} s), "
+                f"x{row['ratio_vs_smallest']} vs {sizes[0]} rigs"
+            )
     finally:
         factory.stop_all()
     return 0

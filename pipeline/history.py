@@ -57,7 +57,7 @@ def load_history(path: str | Path, modulus: int = 1000) -> History:
 
 def split(history: History, holdout_fraction: float) -> tuple[list[int], list[int]]:
     """Chronological split: the newest draws are the holdout, never seen by steps 1-2.5."""
-    n_holdout = max(1, int(round(len(history) * holdout_fraction)))
+    n_holdout = max(1, round(len(history) * holdout_fraction))
     if len(history) - n_holdout < 8:
         raise ConfigError(f"{history.source}: {len(history)} draws leave too few for training; need >= 8 + holdout")
     return list(history.draws[:-n_holdout]), list(history.draws[-n_holdout:])

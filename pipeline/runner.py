@@ -108,10 +108,22 @@ def run_step(
         outcome.params = parsed.model_dump()
         history, train, holdout = load_data(spec)
         ctx = StepContext(
-            run_id=run_id, number=entry.number, attempt=attempt, params=parsed, spec=spec, config=config,
-            store=store, executors=executors, state_dir=state_dir, history=history, train=train,
-            holdout=holdout, halt_check=halt_check, progress=progress, ledger=ledger,
-        )  # fmt: skip
+            run_id=run_id,
+            number=entry.number,
+            attempt=attempt,
+            params=parsed,
+            spec=spec,
+            config=config,
+            store=store,
+            executors=executors,
+            state_dir=state_dir,
+            history=history,
+            train=train,
+            holdout=holdout,
+            halt_check=halt_check,
+            progress=progress,
+            ledger=ledger,
+        )
         hashes = ctx.input_hashes()
         for path in required_inputs(entry, state_dir):
             check_complete(path, hashes)

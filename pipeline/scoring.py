@@ -32,7 +32,7 @@ def score_seed(
     params: Mapping[str, float],
     modulus: int = 1000,
 ) -> tuple[float, float]:
-    """(weighted score in [0, 1], exact-match fraction at the seed's own skip) over `draws`."""  # fmt: skip
+    """(weighted score in [0, 1], exact-match fraction at the seed's own skip) over `draws`."""
     tol = int(params.get("skip_tolerance", 0))
     recency = float(params.get("recency_weight", 0.0))
     partial = float(params.get("partial_weight", 0.0))

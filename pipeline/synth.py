@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import sys
-import tempfile
 from typing import Any
 
+from pipeline.outputs import write_json_atomic
 from pipeline.prng.reference import GENERATORS, generate
 
 SESSIONS = ("midday", "evening")  # two draws a day, like a daily lottery
@@ -51,23 +49,6 @@ def truth(generator: str, seed: int, draws: int, offset: int, skip: int, modulus
     return {"generator": generator, "seed": seed, "offset": offset, "skip": skip, "draws": draws, "modulus": modulus}
 
 
-def write_json_atomic(path: str, payload: Any) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            if isinstance(payload, list):  # one record a line: diffable and still plain JSON
-                fh.write("[\n" + ",\n".join(json.dumps(r) for r in payload) + "\n]\n")
-            else:
-                fh.write(json.dumps(payload, indent=1) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_history(
     path: str,
     generator: str,
@@ -80,7 +61,7 @@ def write_history(
     start_date: str = "2024-01-01",
 ) -> list[dict[str, Any]]:
     history = make_history(generator, seed, draws, offset=offset, skip=skip, modulus=modulus, start_date=start_date)
-    write_json_atomic(path, history)
+    write_json_atomic(path, history, style="records")
     write_json_atomic(path + ".truth.json", truth(generator, seed, draws, offset, skip, modulus))
     return history
 

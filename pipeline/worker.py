@@ -69,19 +69,6 @@ def _spec(job: dict[str, Any]) -> Any:  # Any: the import of SieveSpec is deferr
     return SieveSpec.from_dict(_field(job, "spec", dict))
 
 
-def write_json_atomic(path: str, payload: Any) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _survivor_fields(result: Any, job: dict[str, Any]) -> dict[str, Any]:
     survivors = [list(s) for s in result.survivors()]
     out: dict[str, Any] = {"survivor_count": len(survivors)}
@@ -90,7 +77,9 @@ def _survivor_fields(result: Any, job: dict[str, Any]) -> dict[str, Any]:
         if target is None:
             fd, target = tempfile.mkstemp(prefix="watcher-survivors-", suffix=".json")
             os.close(fd)
-        write_json_atomic(target, {"survivors": survivors})
+        from pipeline.outputs import write_json_atomic
+
+        write_json_atomic(target, {"survivors": survivors}, style="compact")
         out["survivors_file"] = target
     else:
         out["survivors"] = survivors

@@ -26,7 +26,7 @@ from preflight.evaluate import (
     evaluate_ramdisk,
     evaluate_reachability,
     usable_count,
-)  # fmt: skip
+)
 from preflight.report import CheckResult, PreflightReport
 
 __all__ = ["CheckResult", "PreflightReport", "run_preflight"]
@@ -140,9 +140,10 @@ def run_preflight(
         watch.setdefault(w.node, set()).add(w.gpu)
     try:
         values, errors = fan_out_call(
-            executors, lambda ex: _gather(ex, by_name[ex.name], config, expected),
+            executors,
+            lambda ex: _gather(ex, by_name[ex.name], config, expected),
             deadline=deadline or config.timeouts.preflight,
-        )  # fmt: skip
+        )
     finally:
         for ex in executors.values():
             ex.close()
@@ -171,8 +172,9 @@ def run_preflight(
     return report
 
 
-def _apply_ledger(ledger: Any, node: NodeConfig, gpus: list[GpuHealth], quarantined: set[int],
-                  config: ClusterConfig) -> list[CheckResult]:  # fmt: skip
+def _apply_ledger(
+    ledger: Any, node: NodeConfig, gpus: list[GpuHealth], quarantined: set[int], config: ClusterConfig
+) -> list[CheckResult]:
     """Quarantine newly faulted GPUs; count clean checks of quarantined ones towards release."""
     if ledger is None:
         return []
@@ -189,8 +191,11 @@ def _apply_ledger(ledger: Any, node: NodeConfig, gpus: list[GpuHealth], quaranti
             streak = ledger.record_check(node.name, g.index, g.status.value, list(g.evidence))
             if g.index in quarantined and streak is not None and streak >= config.health.probation_checks:
                 ledger.release(node.name, g.index, "probation")
-                out.append(CheckResult("gpu", node.name, "ok", f"released after {streak} clean checks",
-                                       target=f"GPU {g.index}"))  # fmt: skip
+                out.append(
+                    CheckResult(
+                        "gpu", node.name, "ok", f"released after {streak} clean checks", target=f"GPU {g.index}"
+                    )
+                )
     return out
 
 

@@ -16,9 +16,12 @@ def evaluate_reachability(node: NodeConfig, error: BaseException | None) -> Chec
         return CheckResult("ssh", node.name, "ok", "reachable" if node.transport == "ssh" else "local node")
     login = f"{node.user}@{node.host}" if node.user else node.host
     return CheckResult(
-        "ssh", node.name, "fail", f"({node.host}) {getattr(error, 'reason', error)}",
+        "ssh",
+        node.name,
+        "fail",
+        f"({node.host}) {getattr(error, 'reason', error)}",
         remedy=f"is the rig up? try: ssh -p {node.port} {login} true",
-    )  # fmt: skip
+    )
 
 
 def evaluate_gpus(
@@ -33,14 +36,22 @@ def evaluate_gpus(
             continue
         evidence = "; ".join(gpu.evidence[:3])
         if gpu.status is HealthStatus.FAULTED:
-            out.append(CheckResult("gpu", node.name, "warn", f"faulted, quarantined: {evidence}",
-                                   remedy=f"inspect the rig; `watcher gpus release {node.name}:{gpu.index}` when fixed",
-                                   target=target))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "gpu",
+                    node.name,
+                    "warn",
+                    f"faulted, quarantined: {evidence}",
+                    remedy=f"inspect the rig; `watcher gpus release {node.name}:{gpu.index}` when fixed",
+                    target=target,
+                )
+            )
         elif gpu.status is HealthStatus.DEGRADED:
             out.append(CheckResult("gpu", node.name, "warn", f"degraded: {evidence}", target=target))
         elif gpu.index in quarantined:
-            out.append(CheckResult("gpu", node.name, "warn", "healthy now, still quarantined (probation)",
-                                   target=target))  # fmt: skip
+            out.append(
+                CheckResult("gpu", node.name, "warn", "healthy now, still quarantined (probation)", target=target)
+            )
         elif gpu.index in watch:
             out.append(CheckResult("gpu", node.name, "ok", f"watchlist: healthy {gpu.readings}", target=target))
     return out
@@ -48,46 +59,93 @@ def evaluate_gpus(
 
 def usable_count(node: NodeConfig, gpus: Sequence[GpuHealth], quarantined: set[int]) -> int:
     return sum(
-        1 for g in gpus
+        1
+        for g in gpus
         if g.status is not HealthStatus.FAULTED and g.index not in node.excluded_indices and g.index not in quarantined
-    )  # fmt: skip
+    )
 
 
 def evaluate_capacity(total_usable: int, policy: HealthPolicy) -> CheckResult:
     if total_usable >= policy.min_healthy_gpus:
         return CheckResult("capacity", "cluster", "ok", f"{total_usable} usable GPU slot(s)")
     return CheckResult(
-        "capacity", "cluster", "fail", f"only {total_usable} usable GPU slot(s), min_healthy_gpus is {policy.min_healthy_gpus}",
+        "capacity",
+        "cluster",
+        "fail",
+        f"only {total_usable} usable GPU slot(s), min_healthy_gpus is {policy.min_healthy_gpus}",
         remedy="fix or release GPUs (`watcher gpus`), or lower health.min_healthy_gpus",
-    )  # fmt: skip
+    )
 
 
-def evaluate_node_facts(node: NodeConfig, facts: Mapping[str, Any], coordinator_version: str,
-                        policy: HealthPolicy) -> list[CheckResult]:  # fmt: skip
+def evaluate_node_facts(
+    node: NodeConfig, facts: Mapping[str, Any], coordinator_version: str, policy: HealthPolicy
+) -> list[CheckResult]:
     out = []
     version = facts.get("version")
     if version != coordinator_version:
-        out.append(CheckResult("version", node.name, "fail", f"worker version {version} != coordinator {coordinator_version}",
-                               remedy=f"reinstall watcher on {node.name} (scripts/setup.sh) from the same commit"))  # fmt: skip
+        out.append(
+            CheckResult(
+                "version",
+                node.name,
+                "fail",
+                f"worker version {version} != coordinator {coordinator_version}",
+                remedy=f"reinstall watcher on {node.name} (scripts/setup.sh) from the same commit",
+            )
+        )
     disk = facts.get("free_disk_gb")
     if isinstance(disk, int | float) and disk < policy.min_free_disk_gb:
-        out.append(CheckResult("disk", node.name, "fail", f"{disk:.1f} GB free in {node.workdir}",
-                               remedy=f"free disk space (need {policy.min_free_disk_gb:g} GB)"))  # fmt: skip
+        out.append(
+            CheckResult(
+                "disk",
+                node.name,
+                "fail",
+                f"{disk:.1f} GB free in {node.workdir}",
+                remedy=f"free disk space (need {policy.min_free_disk_gb:g} GB)",
+            )
+        )
     mem = facts.get("free_memory_gb")
     if isinstance(mem, int | float) and mem < policy.min_free_memory_gb:
-        out.append(CheckResult("memory", node.name, "fail", f"{mem:.1f} GB memory available",
-                               remedy=f"stop other jobs (need {policy.min_free_memory_gb:g} GB)"))  # fmt: skip
+        out.append(
+            CheckResult(
+                "memory",
+                node.name,
+                "fail",
+                f"{mem:.1f} GB memory available",
+                remedy=f"stop other jobs (need {policy.min_free_memory_gb:g} GB)",
+            )
+        )
     if node.gpu_kind != "cpu" and policy.check_torch_devices:
         count, hip = facts.get("device_count"), facts.get("hip")
         if facts.get("torch_error"):
-            out.append(CheckResult("torch", node.name, "fail", f"torch does not import: {facts['torch_error']}",
-                                   remedy="install the ROCm/CUDA build of torch into the node's venv"))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "torch",
+                    node.name,
+                    "fail",
+                    f"torch does not import: {facts['torch_error']}",
+                    remedy="install the ROCm/CUDA build of torch into the node's venv",
+                )
+            )
         elif count != node.gpu_count:
-            out.append(CheckResult("torch", node.name, "fail", f"torch sees {count} GPU(s), config says {node.gpu_count}",
-                                   remedy="a CPU-only torch on a rig is 50x slower: install the GPU build"))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "torch",
+                    node.name,
+                    "fail",
+                    f"torch sees {count} GPU(s), config says {node.gpu_count}",
+                    remedy="a CPU-only torch on a rig is 50x slower: install the GPU build",
+                )
+            )
         elif node.gpu_kind == "rocm" and not hip:
-            out.append(CheckResult("torch", node.name, "fail", "torch is not a HIP (ROCm) build",
-                                   remedy="install the ROCm build of torch"))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "torch",
+                    node.name,
+                    "fail",
+                    "torch is not a HIP (ROCm) build",
+                    remedy="install the ROCm build of torch",
+                )
+            )
     if not out:
         out.append(CheckResult("node", node.name, "ok", f"version {version}, disk/memory ok"))
     return out
@@ -100,11 +158,27 @@ def evaluate_ramdisk(
     for name, digest in expected.items():
         got = remote.get(name)
         if got is None:
-            out.append(CheckResult("ramdisk", node.name, "fail", f"{name} missing from {node.ramdisk_path}",
-                                   remedy="rerun the step: the runner preloads ramdisk files", target=name))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "ramdisk",
+                    node.name,
+                    "fail",
+                    f"{name} missing from {node.ramdisk_path}",
+                    remedy="rerun the step: the runner preloads ramdisk files",
+                    target=name,
+                )
+            )
         elif got != digest:
-            out.append(CheckResult("ramdisk", node.name, "fail", f"{name} is stale (hash differs from the coordinator's)",
-                                   remedy="rerun the step so the runner copies it again", target=name))  # fmt: skip
+            out.append(
+                CheckResult(
+                    "ramdisk",
+                    node.name,
+                    "fail",
+                    f"{name} is stale (hash differs from the coordinator's)",
+                    remedy="rerun the step so the runner copies it again",
+                    target=name,
+                )
+            )
     if not out and expected:
         out.append(CheckResult("ramdisk", node.name, "ok", f"{len(expected)} file(s) identical to the coordinator's"))
     return out

@@ -47,8 +47,12 @@ class PreflightReport:
         return [r.line() for r in self.failures]
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "step": self.step, "seconds": round(self.seconds, 3),
-                "results": [asdict(r) for r in self.results]}  # fmt: skip
+        return {
+            "ok": self.ok,
+            "step": self.step,
+            "seconds": round(self.seconds, 3),
+            "results": [asdict(r) for r in self.results],
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1)

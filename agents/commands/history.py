@@ -40,8 +40,10 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=1, default=str))
             return 0
         for d in rows:
-            console.print(f"[bold]run {d['run_id']} step {d['step']:g} attempt {d['attempt']}: {d['decision']}[/] "
-                          f"by {d['advisor']}" + (f" (fallback: {d['fallback']})" if d.get("fallback") else ""))  # fmt: skip
+            console.print(
+                f"[bold]run {d['run_id']} step {d['step']:g} attempt {d['attempt']}: {d['decision']}[/] "
+                f"by {d['advisor']}" + (f" (fallback: {d['fallback']})" if d.get("fallback") else "")
+            )
             console.print(f"  why: {d['reason']}")
             console.print(f"  inputs: {json.dumps(d.get('inputs'), default=str)}")
             console.print(f"  advisor answered: {d.get('raw_answer')}")
@@ -68,9 +70,15 @@ def run(args: argparse.Namespace) -> int:
     for s in steps:
         m = s.metrics or {}
         table.add_row(
-            str(s.run_id), f"{s.number:g}", str(s.attempt), s.status, _fmt(m.get("survivors")),
-            f"{_fmt(m.get('completed_trials'))}/{_fmt(m.get('pruned_trials'))}", _fmt(m.get("seeds_tested")),
-            _fmt(m.get("duration_s")), _fmt(m.get("chunk_failures", 0)) + (f" {s.error[:60]}" if s.error else ""),
-        )  # fmt: skip
+            str(s.run_id),
+            f"{s.number:g}",
+            str(s.attempt),
+            s.status,
+            _fmt(m.get("survivors")),
+            f"{_fmt(m.get('completed_trials'))}/{_fmt(m.get('pruned_trials'))}",
+            _fmt(m.get("seeds_tested")),
+            _fmt(m.get("duration_s")),
+            _fmt(m.get("chunk_failures", 0)) + (f" {s.error[:60]}" if s.error else ""),
+        )
     console.print(table)
     return 0

@@ -30,28 +30,70 @@ def render(store) -> str:  # type: ignore[no-untyped-def]
 
     runs = store.runs(limit=1000) if store else []
     by_status = Counter(r.status for r in runs)
-    metric("watcher_runs_total", "counter", "Runs recorded in the store, by final status.",
-           [({"status": s}, float(n)) for s, n in sorted(by_status.items())])  # fmt: skip
+    metric(
+        "watcher_runs_total",
+        "counter",
+        "Runs recorded in the store, by final status.",
+        [({"status": s}, float(n)) for s, n in sorted(by_status.items())],
+    )
     last = runs[0] if runs else None
     steps = store.step_history(run_id=last.id) if (store and last) else []
-    metric("watcher_step_duration_seconds", "gauge", "Duration of each step attempt of the latest run.",
-           [({"step": f"{s.number:g}", "attempt": s.attempt, "status": s.status},
-             float((s.metrics or {}).get("duration_s") or 0)) for s in steps])  # fmt: skip
-    metric("watcher_step_seeds_per_second", "gauge", "Seeds tested per second by each step attempt of the latest run.",
-           [({"step": f"{s.number:g}", "attempt": s.attempt},
-             float((s.metrics or {}).get("seeds_tested") or 0) / max(float((s.metrics or {}).get("duration_s") or 0), 1e-9))
-            for s in steps if (s.metrics or {}).get("seeds_tested")])  # fmt: skip
-    metric("watcher_step_survivors", "gauge", "Survivors reported by each step attempt of the latest run.",
-           [({"step": f"{s.number:g}", "attempt": s.attempt}, float((s.metrics or {}).get("survivors") or 0))
-            for s in steps if (s.metrics or {}).get("survivors") is not None])  # fmt: skip
+    metric(
+        "watcher_step_duration_seconds",
+        "gauge",
+        "Duration of each step attempt of the latest run.",
+        [
+            (
+                {"step": f"{s.number:g}", "attempt": s.attempt, "status": s.status},
+                float((s.metrics or {}).get("duration_s") or 0),
+            )
+            for s in steps
+        ],
+    )
+    metric(
+        "watcher_step_seeds_per_second",
+        "gauge",
+        "Seeds tested per second by each step attempt of the latest run.",
+        [
+            (
+                {"step": f"{s.number:g}", "attempt": s.attempt},
+                float((s.metrics or {}).get("seeds_tested") or 0)
+                / max(float((s.metrics or {}).get("duration_s") or 0), 1e-9),
+            )
+            for s in steps
+            if (s.metrics or {}).get("seeds_tested")
+        ],
+    )
+    metric(
+        "watcher_step_survivors",
+        "gauge",
+        "Survivors reported by each step attempt of the latest run.",
+        [
+            ({"step": f"{s.number:g}", "attempt": s.attempt}, float((s.metrics or {}).get("survivors") or 0))
+            for s in steps
+            if (s.metrics or {}).get("survivors") is not None
+        ],
+    )
     failures = store.chunk_failures(last.id) if (store and last) else []
-    metric("watcher_chunk_failures_total", "counter", "Failed chunk attempts in the latest run, by node.",
-           [({"node": n}, float(c)) for n, c in sorted(Counter(f.get("node") for f in failures).items())])  # fmt: skip
+    metric(
+        "watcher_chunk_failures_total",
+        "counter",
+        "Failed chunk attempts in the latest run, by node.",
+        [({"node": n}, float(c)) for n, c in sorted(Counter(f.get("node") for f in failures).items())],
+    )
     entries = store.entries() if store else []
-    metric("watcher_quarantined_gpus", "gauge", "GPUs currently quarantined, by node.",
-           [({"node": n}, float(c)) for n, c in sorted(Counter(e.node for e in entries).items())])  # fmt: skip
-    metric("watcher_last_run_succeeded", "gauge", "1 if the latest run succeeded, else 0.",
-           [({}, 1.0 if last and last.status == "succeeded" else 0.0)])  # fmt: skip
+    metric(
+        "watcher_quarantined_gpus",
+        "gauge",
+        "GPUs currently quarantined, by node.",
+        [({"node": n}, float(c)) for n, c in sorted(Counter(e.node for e in entries).items())],
+    )
+    metric(
+        "watcher_last_run_succeeded",
+        "gauge",
+        "1 if the latest run succeeded, else 0.",
+        [({}, 1.0 if last and last.status == "succeeded" else 0.0)],
+    )
     return "\n".join(lines) + "\n"
 
 

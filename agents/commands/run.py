@@ -29,9 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--config", default=None, help="distributed_config.json")
     p.add_argument("--pipeline", default=None, help="pipeline.yaml")
     p.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="STEP.PARAM=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="STEP.PARAM=VALUE",
         help="override a step parameter for this run, e.g. --set 1.max_seeds=10000 (repeatable)",
-    )  # fmt: skip
+    )
     p.set_defaults(handler=run)
 
 
@@ -60,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("say where to start: --from-step N (or --resume)")
     request = RunRequest(
         from_step=args.from_step if args.from_step is not None else spec.steps[0].number,
-        to_step=args.to_step, resume=args.resume, dry_run=args.dry_run, overrides=overrides,
-    )  # fmt: skip
+        to_step=args.to_step,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        overrides=overrides,
+    )
     steps = plan(spec, request)
     for number in overrides:
         entry = spec.entry(number)

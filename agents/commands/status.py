@@ -86,9 +86,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {r['id']}: {r['status']}, started {r['started']}" + (f" ({r['reason']})" if r["reason"] else ""))
         if r["step"] is not None:
             c = r["chunks"]
-            print(f"step {r['step']:g} attempt {r['attempt']}: {r['step_status']}; chunks done {c.get('done', 0)}, "
-                  f"running {c.get('running', 0)}, pending {c.get('pending', 0)}, failed {c.get('failed', 0)}"
-                  + (f"; ETA {r['eta_s']:.0f} s" if r["eta_s"] else ""))  # fmt: skip
+            print(
+                f"step {r['step']:g} attempt {r['attempt']}: {r['step_status']}; chunks done {c.get('done', 0)}, "
+                f"running {c.get('running', 0)}, pending {c.get('pending', 0)}, failed {c.get('failed', 0)}"
+                + (f"; ETA {r['eta_s']:.0f} s" if r["eta_s"] else "")
+            )
         for b in r["breakers"]:
             print(f"circuit breaker open: {b['node']}: {b['reason']}")
         if r["last_decision"]:
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     for node, g in info["gpus"].items():
         healthy = g["slots"] - len(g["excluded"]) - len(g["quarantined"])
         print(
-            f"{node}: {healthy}/{g['slots']} usable; excluded {g['excluded'] or '-'}; quarantined {g['quarantined'] or '-'}"
+            f"{node}: {healthy}/{g['slots']} usable; "
+            f"excluded {g['excluded'] or '-'}; quarantined {g['quarantined'] or '-'}"
         )
     return 0 if info["active"] else EXIT_IDLE

@@ -117,7 +117,7 @@ def parse_concise(
         if len(tokens) < 9 or not tokens[0].isdigit():
             continue
         index = int(tokens[0])
-        sclk, mclk, fan, perf, pwrcap, vram, use = tokens[-7:]
+        sclk, _mclk, _fan, perf, _pwrcap, _vram, use = tokens[-7:]
         middle = tokens[1:-7]
         temp = next((t for t in middle if t.endswith(("c", "°C")) or t == "N/A"), None)
         power = next((t for t in middle if t.endswith("W")), None)

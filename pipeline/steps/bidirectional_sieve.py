@@ -17,7 +17,7 @@ from pipeline.steps.common import (
     expected_bidirectional,
     offsets,
     window_specs,
-)  # fmt: skip
+)
 
 
 class SieveParams(StepParams):
@@ -55,13 +55,25 @@ class BidirectionalSieve(Step):
                 forward += task["forward_count"]
                 for seed, skip, fm, rm in task["survivors"]:
                     survivors.setdefault(
-                        seed, {"seed": seed, "skip": skip, "offset": task["tag"], "forward_matches": fm,
-                               "reverse_matches": rm},
-                    )  # fmt: skip
+                        seed,
+                        {
+                            "seed": seed,
+                            "skip": skip,
+                            "offset": task["tag"],
+                            "forward_matches": fm,
+                            "reverse_matches": rm,
+                        },
+                    )
         expected = expected_bidirectional(data, hi - lo, window, threshold)
         rows = sorted(survivors.values(), key=lambda r: r["seed"])
-        data_out = {"window_size": window, "threshold": threshold, "seed_range": [lo, hi], "forward_survivors": forward,
-                    "expected_chance": expected, "survivors": rows}  # fmt: skip
+        data_out = {
+            "window_size": window,
+            "threshold": threshold,
+            "seed_range": [lo, hi],
+            "forward_survivors": forward,
+            "expected_chance": expected,
+            "survivors": rows,
+        }
         path = write_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", data_out, hashes)
         metrics = {
             "survivors": len(rows),

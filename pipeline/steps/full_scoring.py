@@ -28,10 +28,17 @@ class FullScoring(Step):
         files = {node.name: ctx.ramdisk_path(node, name) for node in ctx.config.nodes}
         parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
         payloads = [
-            {"kind": "score", "generator": data.generator, "modulus": data.modulus, "history_files": files,
-             "first_index": first, "survivors": triples[i::parts], "param_sets": [params]}
+            {
+                "kind": "score",
+                "generator": data.generator,
+                "modulus": data.modulus,
+                "history_files": files,
+                "first_index": first,
+                "survivors": triples[i::parts],
+                "param_sets": [params],
+            }
             for i in range(parts)
-        ]  # fmt: skip
+        ]
         results = ctx.run_jobs(payloads, label=f"score {name}")
         scores: dict[int, tuple[float, float]] = {}
         for i, result in enumerate(results):
@@ -52,8 +59,15 @@ class FullScoring(Step):
             for s in survivors:
                 t_score, t_exact = train[s["seed"]]
                 h_score, h_exact = holdout[s["seed"]]
-                ranked.append({**s, "train_score": t_score, "train_match": t_exact, "holdout_score": h_score,
-                               "holdout_match": h_exact})  # fmt: skip
+                ranked.append(
+                    {
+                        **s,
+                        "train_score": t_score,
+                        "train_match": t_exact,
+                        "holdout_score": h_score,
+                        "holdout_match": h_exact,
+                    }
+                )
             ranked.sort(key=lambda r: (-r["train_score"], -r["holdout_match"], r["seed"]))
             for rank, row in enumerate(ranked, 1):
                 row["rank"] = rank
@@ -65,8 +79,13 @@ class FullScoring(Step):
             if recovered and top
             else "no survivor beats chance: the history is not explained by any searched seed"
         )
-        out = {"verdict": verdict, "recovered": recovered, "scorer": params,
-               "chance_baseline": chance_baseline(params, data.modulus), "ranked": ranked}  # fmt: skip
+        out = {
+            "verdict": verdict,
+            "recovered": recovered,
+            "scorer": params,
+            "chance_baseline": chance_baseline(params, data.modulus),
+            "ranked": ranked,
+        }
         path = write_output(ctx.output_dir / RANKED, "ranked_survivors", out, hashes)
         metrics = {
             "survivors": len(ranked) if recovered else 0,

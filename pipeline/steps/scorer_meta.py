@@ -45,8 +45,9 @@ class ScorerMeta(Step):
         hashes = ctx.input_hashes()
         survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
         if not survivors:
-            write_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", {"params": SCORER_DEFAULTS, "best_value": None},
-                         hashes)  # fmt: skip
+            write_output(
+                ctx.output_dir / SCORER_CONFIG, "scorer_config", {"params": SCORER_DEFAULTS, "best_value": None}, hashes
+            )
             return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
         triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
         study = open_study(ctx.state_dir, study_name(2.5, ctx.history.fingerprint(), data.generator, SPACE_VERSION))
@@ -63,10 +64,17 @@ class ScorerMeta(Step):
             files = {node.name: ctx.ramdisk_path(node, TRAIN_FILE) for node in ctx.config.nodes}
             parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
             payloads = [
-                {"kind": "score", "generator": data.generator, "modulus": data.modulus, "history_files": files,
-                 "first_index": 0, "survivors": triples[i::parts], "param_sets": [cfg for _, cfg in batch]}
+                {
+                    "kind": "score",
+                    "generator": data.generator,
+                    "modulus": data.modulus,
+                    "history_files": files,
+                    "first_index": 0,
+                    "survivors": triples[i::parts],
+                    "param_sets": [cfg for _, cfg in batch],
+                }
                 for i in range(parts)
-            ]  # fmt: skip
+            ]
             results = ctx.run_jobs(payloads, label="scorer trials")
             values: list[float | str | None] = []
             for j, (_, cfg) in enumerate(batch):

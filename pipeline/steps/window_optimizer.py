@@ -26,7 +26,7 @@ from pipeline.steps.common import (
     expected_bidirectional,
     offsets,
     window_specs,
-)  # fmt: skip
+)
 from pipeline.studies import PRUNED, best_completed, open_study, run_trials, study_name, warm_start
 
 SPACE_VERSION = 1
@@ -97,8 +97,15 @@ class WindowOptimizer(Step):
             for trial, cfg in batch:
                 for offset in offsets(data):
                     fwd, rev = window_specs(data, ctx.train, cfg["window_size"], cfg["threshold"], offset)
-                    tasks.append({"forward": fwd, "reverse": rev, "start": cfg["start"], "end": cfg["end"],
-                                  "tag": [trial.number, offset]})  # fmt: skip
+                    tasks.append(
+                        {
+                            "forward": fwd,
+                            "reverse": rev,
+                            "start": cfg["start"],
+                            "end": cfg["end"],
+                            "tag": [trial.number, offset],
+                        }
+                    )
             per_job = TRIALS_PER_JOB * len(offsets(data))
             payloads = [
                 {"kind": "window_batch", "tasks": tasks[i : i + per_job]} for i in range(0, len(tasks), per_job)
@@ -120,11 +127,28 @@ class WindowOptimizer(Step):
                 survivors = got["survivors"]
                 trial.set_user_attr("survivors", len(survivors))
                 trial.set_user_attr("expected_chance", expected)
-                per_trial.append({"trial": trial.number, **cfg, "forward": got["forward"], "survivors": survivors,
-                                  "expected_chance": expected})  # fmt: skip
+                per_trial.append(
+                    {
+                        "trial": trial.number,
+                        **cfg,
+                        "forward": got["forward"],
+                        "survivors": survivors,
+                        "expected_chance": expected,
+                    }
+                )
                 for seed, skip, offset, fm, rm in survivors:
-                    found.setdefault(seed, {"seed": seed, "skip": skip, "offset": offset, "forward_matches": fm,
-                                            "reverse_matches": rm, "trial": trial.number, **cfg})  # fmt: skip
+                    found.setdefault(
+                        seed,
+                        {
+                            "seed": seed,
+                            "skip": skip,
+                            "offset": offset,
+                            "forward_matches": fm,
+                            "reverse_matches": rm,
+                            "trial": trial.number,
+                            **cfg,
+                        },
+                    )
                 if got["forward"] == 0:
                     values.append(PRUNED)
                 else:
@@ -135,14 +159,22 @@ class WindowOptimizer(Step):
         counts = run_trials(study, p.trials, batch_size, suggest, evaluate)
         best = best_completed(study)
         if best is not None:
-            config = {"window_size": best.params["window_size"], "threshold": best.params["threshold"],
-                      "best_value": best.value, "best_trial": best.number}  # fmt: skip
+            config = {
+                "window_size": best.params["window_size"],
+                "threshold": best.params["threshold"],
+                "best_value": best.value,
+                "best_trial": best.number,
+            }
         else:
             config = {"window_size": p.window_max, "threshold": p.threshold_max, "best_value": None, "best_trial": None}
         config.update(
-            generator=data.generator, modulus=data.modulus, offset_range=list(data.offset_range),
-            skip_range=list(data.skip_range), study=study.study_name, survivors=sorted(found.values(), key=lambda r: r["seed"]),
-        )  # fmt: skip
+            generator=data.generator,
+            modulus=data.modulus,
+            offset_range=list(data.offset_range),
+            skip_range=list(data.skip_range),
+            study=study.study_name,
+            survivors=sorted(found.values(), key=lambda r: r["seed"]),
+        )
         write_output(out / WINDOW_CONFIG, "window_config", config, hashes)
         write_output(ctx.step_dir / TRIAL_SURVIVORS, "trial_survivors", per_trial, hashes)
         write_output(out / TRIAL_SURVIVORS, "trial_survivors", per_trial, hashes)

@@ -29,7 +29,7 @@ def read(mode: str, cmd: str) -> tuple[str, str, int]:
 @pytest.mark.parametrize("cmd", JSON_COMMANDS)
 @pytest.mark.parametrize(("mode", "gpu1"), [("healthy", "ok"), ("ffff", "faulted"), ("eio", "faulted")])
 def test_json_fixtures(mode: str, gpu1: str, cmd: str) -> None:
-    out, err, rc = read(mode, cmd)
+    out, err, _rc = read(mode, cmd)
     gpus = parse_rocm_json("rig", out, err, 2)
     assert [g.status.value for g in gpus] == ["ok", gpu1]
     if gpu1 == "faulted":

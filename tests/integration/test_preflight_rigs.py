@@ -26,7 +26,7 @@ def config_for(rigs: list[fakerig.FakeRig], **health: object) -> ClusterConfig:
     return fakerig.cluster_config(rigs, health={"min_healthy_gpus": 1, "check_torch_devices": False, **health})
 
 
-def fails(report, check: str) -> list[str]:  # noqa: ANN001
+def fails(report, check: str) -> list[str]:
     return [r.line() for r in report.results if r.status == "fail" and r.check == check]
 
 

@@ -72,7 +72,7 @@ def test_study_runs_exactly_n_trials_and_warm_starts(tmp_path: Path) -> None:
     def suggest(trial: optuna.Trial) -> dict:
         return {"x": trial.suggest_int("x", 0, 20)}
 
-    def evaluate(batch):  # noqa: ANN001, ANN202 - plain test callback
+    def evaluate(batch):
         out = []
         for _, cfg in batch:
             out.append("pruned" if cfg["x"] % 3 == 0 else (None if cfg["x"] == 7 else float(cfg["x"])))
@@ -104,8 +104,8 @@ def test_worker_runs_window_batch_and_score(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from pipeline.steps.common import window_specs
     from pipeline.spec import DataSpec
+    from pipeline.steps.common import window_specs
 
     data = DataSpec(generator="lcg32", offset_range=(5, 5), skip_range=(0, 3))
     outputs = generate("lcg32", 7777, 2000)
