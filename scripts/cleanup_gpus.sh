@@ -21,7 +21,7 @@ if ! command -v rocm-smi >/dev/null 2>&1; then
   exit 0
 fi
 
-run rocm-smi --resetclocks >/dev/null || echo "cleanup: rocm-smi --resetclocks failed (continuing)" >&2
+run rocm-smi --resetclocks || echo "cleanup: rocm-smi --resetclocks failed (continuing)" >&2
 for cache in "$HOME/.cache/comgr" "$HOME/.cache/hip" "$HOME/.cache/miopen"; do
   [[ -d "$cache" ]] && run rm -rf -- "$cache"
 done
