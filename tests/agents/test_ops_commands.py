@@ -37,7 +37,7 @@ def test_cron_command_prints_crontab_and_systemd(capsys: pytest.CaptureFixture[s
 
 def test_second_lock_in_another_process_names_the_holder(tmp_path: Path) -> None:
     with RunLock(tmp_path):
-        code = "from agents.lock import RunLock; RunLock(__import__('pathlib').Path(%r)).acquire()" % str(tmp_path)
+        code = f"from agents.lock import RunLock; RunLock(__import__('pathlib').Path({str(tmp_path)!r})).acquire()"
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=30)
         assert res.returncode != 0 and "LockHeldError" in res.stderr
         import os
@@ -58,8 +58,19 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_halt_stops_a_run_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state"
     assert main(["--state-dir", str(state), "halt"]) == 0
-    code = main(["--state-dir", str(state), "run", "--from-step", "1", "--pipeline", str(REPO / "pipeline.yaml"),
-                 "--config", str(REPO / "distributed_config.json")])
+    code = main(
+        [
+            "--state-dir",
+            str(state),
+            "run",
+            "--from-step",
+            "1",
+            "--pipeline",
+            str(REPO / "pipeline.yaml"),
+            "--config",
+            str(REPO / "distributed_config.json"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "halted" in out
     assert main(["--state-dir", str(state), "resume-ok"]) == 0

@@ -11,7 +11,7 @@ from cluster.transport import executor_for
 pytestmark = pytest.mark.integration
 
 
-def test_cleanup_script_on_a_rig(rigs) -> None:  # noqa: ANN001
+def test_cleanup_script_on_a_rig(rigs) -> None:
     (rig,) = rigs(1, gpus=3)
     ex = executor_for(rig.node_config(), fakerig.cluster_config([rig]).timeouts)
     script = str(fakerig.REPO_ROOT / "scripts" / "cleanup_gpus.sh")
