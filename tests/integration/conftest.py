@@ -14,13 +14,13 @@ import fakerig
 
 
 @pytest.fixture
-def rigs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., list[fakerig.FakeRig]]]:
+def rigs() -> Iterator[Callable[..., list[fakerig.FakeRig]]]:
     """`rigs(n, gpus=12)` starts n fake rigs; all of them are stopped at teardown, even on failure."""
     reason = fakerig.available()
     if reason:
         pytest.skip(reason)
-    factory = fakerig.RigFactory(tmp_path_factory.mktemp("rigs"))
+    factory = fakerig.RigFactory(fakerig.private_base("rigs"))
     try:
         yield factory.make
     finally:
-        factory.stop_all()
+        factory.stop_all(remove=True)

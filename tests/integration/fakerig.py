@@ -317,12 +317,22 @@ class RigFactory:
                 rig.up()
         return made
 
-    def stop_all(self) -> None:
+    def stop_all(self, remove: bool = False) -> None:
         for rig in self.rigs:
             try:
                 rig.stop()
             except Exception as err:  # teardown must go on to the next rig
                 print(f"fakerig: stopping {rig.name}: {err}", file=sys.stderr)
+        if remove:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def private_base(prefix: str) -> Path:
+    """A directory of our own for rigs (not pytest's tmp root, whose old sessions a concurrent pytest
+    run may prune while our sshd still reads keys from them)."""
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix=f"watcher-{prefix}-"))
 
 
 def cluster_config(rigs: list[FakeRig], **overrides: Any) -> ClusterConfig:

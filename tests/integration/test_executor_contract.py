@@ -36,15 +36,15 @@ HOSTILE = [
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fakerig.FakeRig]:
+def rig() -> Iterator[fakerig.FakeRig]:
     reason = fakerig.available()
     if reason:
         pytest.skip(reason)
-    factory = fakerig.RigFactory(tmp_path_factory.mktemp("contract"))
+    factory = fakerig.RigFactory(fakerig.private_base("contract"))
     try:
         yield factory.make(1, gpus=2)[0]
     finally:
-        factory.stop_all()
+        factory.stop_all(remove=True)
 
 
 @pytest.fixture(params=["local", "ssh"])
