@@ -12,7 +12,7 @@ from typing import Any
 from loguru import logger
 
 from cluster.config import ClusterConfig, NodeConfig
-from cluster.errors import StepError, TransportError
+from cluster.errors import StepError
 from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.gpu.probe import probe_node
 from cluster.scheduler_attempt import worker_command
@@ -151,7 +151,7 @@ def run_preflight(
     version = coordinator_version()
     for n in nodes:
         err = errors.get(n.name)
-        report.results.append(evaluate_reachability(n, err if isinstance(err, TransportError) or err else None))
+        report.results.append(evaluate_reachability(n, err))
         if n.name not in values:
             continue
         gpus, facts, remote = values[n.name]
