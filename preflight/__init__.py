@@ -89,7 +89,8 @@ def _gather(
     ex.connect()
     gpus = probe_node(ex, node, config.health)
     python = worker_command(node, [])[0]
-    res = ex.run([python, "-c", FACTS_SCRIPT, node.gpu_kind], timeout=config.timeouts.command)
+    want_torch = node.gpu_kind if config.health.check_torch_devices else "cpu"  # importing torch costs ~2 s
+    res = ex.run([python, "-c", FACTS_SCRIPT, want_torch], timeout=config.timeouts.command)
     try:
         facts = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else {}
     except json.JSONDecodeError:
