@@ -26,18 +26,10 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_json_atomic(path: str | Path, payload: Any, *, style: str = "indent") -> Path:
-    """Write JSON to a temp file in the same directory, fsync, rename: readers never see half a file.
-    style: "indent" (human-readable), "compact" (worker results), "records" (a list, one record a line:
-    diffable, and what data/history.json looks like byte for byte)."""
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write to a temp file in the same directory, fsync, rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if style == "records" and isinstance(payload, list):
-        text = "[\n" + ",\n".join(json.dumps(r) for r in payload) + "\n]\n"
-    elif style == "compact":
-        text = json.dumps(payload, separators=(",", ":"), default=str)
-    else:
-        text = json.dumps(payload, indent=1, default=str) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -49,6 +41,18 @@ def write_json_atomic(path: str | Path, payload: Any, *, style: str = "indent") 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, payload: Any, *, style: str = "indent") -> Path:
+    """JSON, atomically. style: "indent" (human-readable), "compact" (worker results), "records" (a list,
+    one record a line: diffable, and what data/history.json looks like byte for byte)."""
+    if style == "records" and isinstance(payload, list):
+        text = "[\n" + ",\n".join(json.dumps(r) for r in payload) + "\n]\n"
+    elif style == "compact":
+        text = json.dumps(payload, separators=(",", ":"), default=str)
+    else:
+        text = json.dumps(payload, indent=1, default=str) + "\n"
+    return write_text_atomic(path, text)
 
 
 def write_output(

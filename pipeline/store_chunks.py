@@ -7,31 +7,15 @@ late answer for a chunk already done (an orphaned worker, a duplicate after a re
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cluster.scheduler_types import ChunkFailure, ChunkSpec, Slot
+from pipeline.outputs import write_text_atomic
 from pipeline.store_base import StoreBase, dumps, loads, now
 
 # Results larger than this go to a file next to the database; the row keeps a reference.
 INLINE_RESULT_LIMIT = 1 << 20
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ChunkStoreMixin(StoreBase):
@@ -71,7 +55,7 @@ class ChunkStoreMixin(StoreBase):
             inline, ref = text, None
             if len(text) > INLINE_RESULT_LIMIT:
                 ref_path = self.path.parent / "chunk_results" / str(run_id) / f"{step:g}" / f"{chunk_id}.json"
-                _atomic_write(ref_path, text)
+                write_text_atomic(ref_path, text)
                 inline, ref = None, str(ref_path.relative_to(self.path.parent))
             if row is None:  # a sink used without plan_chunks: keep the result anyway
                 conn.execute(

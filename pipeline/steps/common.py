@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.chance import pass_probability
 from pipeline.spec import DataSpec
+
+if TYPE_CHECKING:
+    from pipeline.context import StepContext
 
 TRAIN_FILE = "train_history.json"
 HOLDOUT_FILE = "holdout_history.json"
@@ -45,3 +48,26 @@ def expected_bidirectional(data: DataSpec, seeds: int, window: int, threshold: f
     n_skips = data.skip_range[1] - data.skip_range[0] + 1
     p = pass_probability(window, threshold, data.modulus, n_skips)
     return seeds * len(offsets(data)) * p * p
+
+
+def score_payloads(
+    ctx: StepContext, triples: list[list[int]], history_file: str, first_index: int, param_sets: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
+    """ "score" jobs over the survivors, split across the slots; each node reads its own ramdisk copy of
+    `history_file`. Returns (payloads, parts): survivor i is in payload i % parts."""
+    data = ctx.spec.data
+    files = {node.name: ctx.ramdisk_path(node, history_file) for node in ctx.config.nodes}
+    parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
+    payloads = [
+        {
+            "kind": "score",
+            "generator": data.generator,
+            "modulus": data.modulus,
+            "history_files": files,
+            "first_index": first_index,
+            "survivors": triples[i::parts],
+            "param_sets": param_sets,
+        }
+        for i in range(parts)
+    ]
+    return payloads, parts

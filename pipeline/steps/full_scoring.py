@@ -10,7 +10,7 @@ from pipeline.context import StepContext
 from pipeline.outputs import read_output, write_output
 from pipeline.scoring import chance_baseline
 from pipeline.step import Step, StepParams, StepResult
-from pipeline.steps.common import BIDIRECTIONAL, HOLDOUT_FILE, RANKED, SCORER_CONFIG, TRAIN_FILE
+from pipeline.steps.common import BIDIRECTIONAL, HOLDOUT_FILE, RANKED, SCORER_CONFIG, TRAIN_FILE, score_payloads
 
 RECOVERED_MATCH = 0.5  # holdout exact-match fraction far above chance (1/modulus)
 
@@ -24,21 +24,7 @@ class FullScoring(Step):
     ramdisk_files = (TRAIN_FILE, HOLDOUT_FILE)
 
     def _score(self, ctx: StepContext, triples: list[list[int]], name: str, first: int, params: dict[str, Any]):
-        data = ctx.spec.data
-        files = {node.name: ctx.ramdisk_path(node, name) for node in ctx.config.nodes}
-        parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
-        payloads = [
-            {
-                "kind": "score",
-                "generator": data.generator,
-                "modulus": data.modulus,
-                "history_files": files,
-                "first_index": first,
-                "survivors": triples[i::parts],
-                "param_sets": [params],
-            }
-            for i in range(parts)
-        ]
+        payloads, parts = score_payloads(ctx, triples, name, first, [params])
         results = ctx.run_jobs(payloads, label=f"score {name}")
         scores: dict[int, tuple[float, float]] = {}
         for i, result in enumerate(results):

@@ -15,7 +15,7 @@ from pipeline.context import StepContext
 from pipeline.outputs import read_output, write_output
 from pipeline.scoring import SCORER_DEFAULTS, chance_baseline
 from pipeline.step import Step, StepParams, StepResult
-from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE
+from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE, score_payloads
 from pipeline.studies import best_completed, open_study, run_trials, study_name, warm_start
 
 SPACE_VERSION = 1
@@ -61,20 +61,7 @@ class ScorerMeta(Step):
             }
 
         def evaluate(batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
-            files = {node.name: ctx.ramdisk_path(node, TRAIN_FILE) for node in ctx.config.nodes}
-            parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
-            payloads = [
-                {
-                    "kind": "score",
-                    "generator": data.generator,
-                    "modulus": data.modulus,
-                    "history_files": files,
-                    "first_index": 0,
-                    "survivors": triples[i::parts],
-                    "param_sets": [cfg for _, cfg in batch],
-                }
-                for i in range(parts)
-            ]
+            payloads, _ = score_payloads(ctx, triples, TRAIN_FILE, 0, [cfg for _, cfg in batch])
             results = ctx.run_jobs(payloads, label="scorer trials")
             values: list[float | str | None] = []
             for j, (_, cfg) in enumerate(batch):
