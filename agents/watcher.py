@@ -22,6 +22,7 @@ from agents.settings import AgentSettings
 from cluster.config import ClusterConfig
 from cluster.errors import EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, HaltRequested, StepError, StoreError
 from cluster.transport import executors_for
+from pipeline.outputs import check_complete
 from pipeline.runner import (
     StepOutcome,
     preload_ramdisk,
@@ -123,6 +124,7 @@ class Supervisor:
             ramdisk_files=ramdisk_sources(entry, self.state_dir) if entry.number >= 2 else {},
             required_inputs=required_inputs(entry, self.state_dir),
             ledger=self.store,
+            input_check=check_complete,
         )
         self.store.record_preflight(report.to_json(), run_id=run_id, step=entry.number, ok=report.ok)
         if not report.ok:

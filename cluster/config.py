@@ -98,6 +98,12 @@ class NodeConfig(_Strict):
     def excluded_indices(self) -> frozenset[int]:
         return frozenset(g.index for g in self.excluded_gpus)
 
+    def path_on_node(self, path: str) -> str:
+        """A node path as commands and file copies see it: relative paths are under the node's workdir."""
+        if path.startswith(("/", "~")):
+            return path
+        return f"{self.workdir.rstrip('/')}/{path}"
+
     @property
     def address(self) -> str:
         """How operators reach the node, for messages: `user@host:port`."""

@@ -20,10 +20,7 @@ from pipeline.store import RunStore
 
 
 def node_path(node: NodeConfig, path: str) -> str:
-    """A node path as commands and file copies see it: relative paths are under the node's workdir."""
-    if path.startswith(("/", "~")):
-        return path
-    return f"{node.workdir.rstrip('/')}/{path}"
+    return node.path_on_node(path)
 
 
 def _validate_result(result: dict[str, Any]) -> None:

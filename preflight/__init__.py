@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,7 @@ def _file_hash(path: Path) -> str:
 
 
 def _node_ramdisk(node: NodeConfig) -> str:
-    base = node.ramdisk_path
-    if not base.startswith(("/", "~")):
-        base = f"{node.workdir.rstrip('/')}/{base}"
-    return base.rstrip("/")
+    return node.path_on_node(node.ramdisk_path).rstrip("/")
 
 
 def _gather(
@@ -117,15 +114,19 @@ def run_preflight(
     ledger: Any = None,
     node: str | None = None,
     deadline: float | None = None,
+    input_check: Callable[[Path], None] | None = None,
 ) -> PreflightReport:
+    """input_check: how the caller's layer validates a required input (raises StepError); preflight sits
+    below the pipeline and only checks that the file exists when none is given."""
     started = time.monotonic()
     nodes = [config.node(node)] if node else list(config.nodes)
     report = PreflightReport(step=step)
     for path in required_inputs:
         try:
-            from pipeline.outputs import check_complete  # a step input is a pipeline output
-
-            check_complete(path)
+            if not Path(path).exists():
+                raise StepError(f"{path}: missing; fix: run the step that makes it (watcher run --from-step N)")
+            if input_check is not None:
+                input_check(Path(path))
             report.results.append(CheckResult("input", "coordinator", "ok", f"{path} complete"))
         except StepError as err:
             report.results.append(CheckResult("input", "coordinator", "fail", str(err), target=Path(path).name))

@@ -47,6 +47,12 @@ def render(report: PreflightReport) -> None:
     )
 
 
+def _input_check():
+    from pipeline.outputs import check_complete
+
+    return check_complete
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -68,7 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             ledger = RunStore(store_path)
         report = run_preflight(
-            config, step=args.step, ramdisk_files=ramdisk, required_inputs=inputs, ledger=ledger, node=args.node
+            config,
+            step=args.step,
+            ramdisk_files=ramdisk,
+            required_inputs=inputs,
+            ledger=ledger,
+            node=args.node,
+            input_check=_input_check(),
         )
         if ledger is not None:
             ledger.record_preflight(report.to_json(), step=args.step, ok=report.ok)
