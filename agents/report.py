@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from pipeline.outputs import write_json_atomic
+from cluster.files import write_json_atomic
 from pipeline.store import RunStore
 
 

@@ -20,17 +20,10 @@ from agents.advisors import AdvisorOutcome, StepMetrics, advise
 from agents.decisions import Decision, decide
 from agents.settings import AgentSettings
 from cluster.config import ClusterConfig
-from cluster.errors import EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, HaltRequested, StepError, StoreError
+from cluster.errors import EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, HaltRequested, StoreError
 from cluster.transport import executors_for
-from pipeline.outputs import check_complete
-from pipeline.runner import (
-    StepOutcome,
-    preload_ramdisk,
-    ramdisk_sources,
-    required_inputs,
-    resolve_steps,
-    run_step,
-)
+from pipeline.gate import open_gate
+from pipeline.runner import StepOutcome, resolve_steps, run_step
 from pipeline.spec import PipelineSpec, StepEntry
 from pipeline.store import RunStore
 
@@ -110,27 +103,16 @@ class Supervisor:
         return self.halt_file.exists()
 
     def _preflight(self, run_id: int, entry: StepEntry, executors: dict) -> bool:
-        from preflight import run_preflight
-
-        if entry.number >= 2 and ramdisk_sources(entry, self.state_dir):
-            try:
-                preload_ramdisk(entry, self.state_dir, self.config, executors)
-            except StepError as err:
-                self.say(f"ramdisk preload: {err}")  # preflight below names each node and file
-
-        report = run_preflight(
-            self.config,
-            step=entry.number,
-            ramdisk_files=ramdisk_sources(entry, self.state_dir) if entry.number >= 2 else {},
-            required_inputs=required_inputs(entry, self.state_dir),
-            ledger=self.store,
-            input_check=check_complete,
+        gate = open_gate(
+            entry,
+            run_id=run_id,
+            config=self.config,
+            store=self.store,
+            executors=executors,
+            state_dir=self.state_dir,
+            say=self.say,
         )
-        self.store.record_preflight(report.to_json(), run_id=run_id, step=entry.number, ok=report.ok)
-        if not report.ok:
-            for line in report.failure_lines():
-                self.say(f"preflight: {line}")
-        return bool(report.ok)
+        return gate.ok
 
     def _record(
         self, run_id: int, entry: StepEntry, attempt: int, metrics: StepMetrics, adv: AdvisorOutcome, d: Decision

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 from loguru import logger  # noqa: E402
 
 from cluster.scheduler import run_chunks  # noqa: E402
-from cluster.scheduler_types import ChunkSpec  # noqa: E402
+from cluster.scheduler.types import ChunkSpec  # noqa: E402
 from pipeline.store import RunStore  # noqa: E402
 
 WORKER = ROOT / "tests" / "cluster" / "sched_worker.py"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.prng.reference import GENERATORS, generate
-from pipeline.sieve import SieveSpec, sieve_range
+from pipeline.prng.generators.reference import GENERATORS, generate
+from pipeline.prng.sieve import SieveSpec, sieve_range
 
 PHP_MT_SEED_RATE = 54e6
 WINDOW = 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,9 @@ from cluster.errors import ConfigError
 GpuKind = Literal["rocm", "cuda", "cpu"]
 NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+DEFAULT_PYTHON = "python3"
 
 
 class _Strict(BaseModel):
@@ -42,7 +46,7 @@ class NodeConfig(_Strict):
     key_file: str | None = None
     known_hosts: str | None = None
     trust_on_first_use: bool = False
-    python: str = "python3"
+    python: str = DEFAULT_PYTHON
     workdir: str = "."
     ramdisk_path: str = "/dev/shm/watcher"
     gpu_kind: GpuKind = "cpu"
@@ -97,6 +101,13 @@ class NodeConfig(_Strict):
     @property
     def excluded_indices(self) -> frozenset[int]:
         return frozenset(g.index for g in self.excluded_gpus)
+
+    def interpreter(self) -> str:
+        """The Python that runs watcher on this node. A local node left at the default `python3` uses the
+        coordinator's own interpreter (its virtualenv): `python3` on PATH may be a system one without watcher."""
+        if self.transport == "local" and self.python == DEFAULT_PYTHON:
+            return sys.executable
+        return self.python
 
     def path_on_node(self, path: str) -> str:
         """A node path as commands and file copies see it: relative paths are under the node's workdir."""

@@ -4,55 +4,16 @@ half-written file that looks finished."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cluster.errors import StepError
+from cluster.files import write_json_atomic
 
 ENVELOPE_VERSION = 1
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write to a temp file in the same directory, fsync, rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: str | Path, payload: Any, *, style: str = "indent") -> Path:
-    """JSON, atomically. style: "indent" (human-readable), "compact" (worker results), "records" (a list,
-    one record a line: diffable, and what data/history.json looks like byte for byte)."""
-    if style == "records" and isinstance(payload, list):
-        text = "[\n" + ",\n".join(json.dumps(r) for r in payload) + "\n]\n"
-    elif style == "compact":
-        text = json.dumps(payload, separators=(",", ":"), default=str)
-    else:
-        text = json.dumps(payload, indent=1, default=str) + "\n"
-    return write_text_atomic(path, text)
 
 
 def write_output(

@@ -10,16 +10,15 @@ from pathlib import Path
 
 from cluster.config import NodeConfig
 from cluster.errors import StepError
+from cluster.files import sha256_file
 from cluster.transport.base import Executor
 from cluster.transport.fanout import fan_out_call
-from pipeline.context import node_path
-from pipeline.outputs import sha256_file
 
 READY_MARKER = ".watcher-ready.json"
 
 
 def _preload_node(ex: Executor, node: NodeConfig, files: Mapping[str, Path], hashes: Mapping[str, str]) -> None:
-    base = node_path(node, node.ramdisk_path).rstrip("/")
+    base = node.path_on_node(node.ramdisk_path).rstrip("/")
     for name, local in files.items():
         ex.put(local, f"{base}/{name}")
     result = ex.run(["sha256sum", *[f"{base}/{name}" for name in files]], timeout=60)

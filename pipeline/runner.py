@@ -1,4 +1,4 @@
-"""Runs one pipeline step: checks its inputs, preloads its ramdisk files, runs it, validates outputs.
+"""Runs one pipeline step: loads the workload's data, runs the step, checks the outputs it declared.
 
 The agent loop (agents/watcher.py) decides *whether* and *with which parameters* a step runs; this
 module only runs it and reports honestly what happened (metrics, whether outputs are valid, the error).
@@ -16,14 +16,12 @@ from typing import Any
 from loguru import logger
 
 from cluster.config import ClusterConfig
-from cluster.errors import ConfigError, HaltRequested, StepError, WatcherError
+from cluster.errors import ConfigError, HaltRequested, WatcherError
+from cluster.gpu.ledger import HealthLedger
 from cluster.transport.base import Executor
-from pipeline.context import StepContext
-from pipeline.history import History, load_history, split
 from pipeline.outputs import check_complete
-from pipeline.ramdisk import preload
-from pipeline.spec import PipelineSpec, StepEntry, step_class
-from pipeline.step import Step
+from pipeline.spec import PipelineSpec, StepEntry, load_workload, step_class
+from pipeline.step import Step, StepContext
 from pipeline.store import RunStore
 
 
@@ -53,36 +51,11 @@ def resolve_steps(spec: PipelineSpec, from_step: float, to_step: float | None = 
     return [s for s in spec.steps if s.enabled and from_step <= s.number <= last]
 
 
-def load_data(spec: PipelineSpec) -> tuple[History, list[int], list[int]]:
-    history = load_history(spec.data.history, spec.data.modulus)
-    train, holdout = split(history, spec.data.holdout_fraction)
-    return history, train, holdout
-
-
-def step_for(entry: StepEntry) -> type[Step]:
+def step_for(entry: StepEntry) -> type[Step[Any]]:
     cls = step_class(entry)
     if not (isinstance(cls, type) and issubclass(cls, Step)):
         raise ConfigError(f"pipeline.yaml: step {entry.number:g}: {entry.step_class} is not a pipeline Step")
     return cls
-
-
-def required_inputs(entry: StepEntry, state_dir: Path) -> list[Path]:
-    return [state_dir / "outputs" / name for name in step_for(entry).inputs]
-
-
-def ramdisk_sources(entry: StepEntry, state_dir: Path) -> dict[str, Path]:
-    return {name: state_dir / "outputs" / name for name in step_for(entry).ramdisk_files}
-
-
-def preload_ramdisk(
-    entry: StepEntry, state_dir: Path, config: ClusterConfig, executors: Mapping[str, Executor]
-) -> dict[str, str]:
-    """Copy the step's ramdisk files to every node and verify them (before preflight checks them)."""
-    sources = ramdisk_sources(entry, state_dir)
-    missing = [str(p) for p in sources.values() if not p.exists()]
-    if missing:
-        raise StepError(f"ramdisk source file(s) missing: {', '.join(missing)}; fix: rerun step 1")
-    return preload(executors, list(config.nodes), sources)
 
 
 def run_step(
@@ -98,16 +71,17 @@ def run_step(
     state_dir: Path,
     halt_check: Callable[[], bool] | None = None,
     progress: bool | None = None,
-    ledger: Any = None,
+    ledger: HealthLedger | None = None,
 ) -> StepOutcome:
+    """Run one step with these params; the gate (pipeline/gate.py) has already checked its inputs."""
     cls = step_for(entry)
     outcome = StepOutcome(entry.number, cls.name, dict(params))
     started = time.monotonic()
     try:
         parsed = cls.parse_params(dict(params), f"pipeline.yaml: step {entry.number:g}: params")
         outcome.params = parsed.model_dump()
-        history, train, holdout = load_data(spec)
-        ctx = StepContext(
+        workload = load_workload(spec)
+        ctx: StepContext[Any] = StepContext(
             run_id=run_id,
             number=entry.number,
             attempt=attempt,
@@ -117,21 +91,17 @@ def run_step(
             store=store,
             executors=executors,
             state_dir=state_dir,
-            history=history,
-            train=train,
-            holdout=holdout,
+            workload=workload,
             halt_check=halt_check,
             progress=progress,
             ledger=ledger,
         )
-        hashes = ctx.input_hashes()
-        for path in required_inputs(entry, state_dir):
-            check_complete(path, hashes)
         result = cls().run(ctx)
         outcome.metrics = {**result.metrics, "jobs_run": ctx.jobs_run}
         outcome.outputs = {k: str(v) for k, v in result.outputs.items()}
-        for path in result.outputs.values():
-            if Path(path).suffix == ".json" and Path(path).name not in {"train_history.json", "holdout_history.json"}:
+        hashes = ctx.input_hashes()
+        for name, path in result.outputs.items():
+            if name in cls.outputs:
                 check_complete(path, hashes)
         outcome.outputs_valid = True
     except HaltRequested:

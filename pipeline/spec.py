@@ -1,4 +1,4 @@
-"""pipeline.yaml: which steps run, in which order, with which default parameters and data.
+"""pipeline.yaml: the workload, its data section, which steps run, in which order, with which default parameters.
 
 An operator changes a budget or adds a step of their own here without touching code. Steps are named
 by `module:Class`, imported only when the pipeline is loaded (no import-time registry).
@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cluster.config import format_validation_error
 from cluster.errors import ConfigError
+from pipeline.workload import Workload
+
+DEFAULT_WORKLOAD = "pipeline.prng.workload:PrngWorkload"
 
 
 class StepEntry(BaseModel):
@@ -26,34 +29,11 @@ class StepEntry(BaseModel):
     enabled: bool = True
 
 
-class DataSpec(BaseModel):
-    """The data set and the generator family the reference pipeline searches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    history: str = "data/history.json"
-    generator: str = "java_lcg"
-    modulus: Annotated[int, Field(ge=2)] = 1000
-    holdout_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.2
-    seed_range: tuple[int, int] = (0, 1 << 24)
-    offset_range: tuple[int, int] = (0, 15)
-    skip_range: tuple[int, int] = (0, 3)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> DataSpec:
-        for name in ("seed_range", "offset_range", "skip_range"):
-            lo, hi = getattr(self, name)
-            if lo < 0 or hi < lo:
-                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high; got [{lo}, {hi}]")
-        if self.seed_range[1] > 1 << 32 or self.seed_range[0] == self.seed_range[1]:
-            raise ValueError("seed_range must be a non-empty [start, end) inside [0, 2**32]")
-        return self
-
-
 class PipelineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    data: DataSpec = DataSpec()
+    workload: Annotated[str, Field(pattern=r"^[\w.]+:\w+$")] = DEFAULT_WORKLOAD
+    data: dict[str, Any] = Field(default_factory=dict)  # parsed by the workload, not by the engine
     steps: Annotated[list[StepEntry], Field(min_length=1)]
     agent: dict[str, Any] = Field(default_factory=dict)
 
@@ -86,18 +66,36 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
     try:
-        return PipelineSpec.model_validate(raw or {})
+        spec = PipelineSpec.model_validate(raw or {})
     except ValidationError as err:
         raise ConfigError(format_validation_error(str(path), err)) from None
+    workload_class(spec).parse_data(spec.data, f"{path}: data")  # a bad data section fails here, at load
+    return spec
 
 
-def step_class(entry: StepEntry) -> type:
-    module_name, _, class_name = entry.step_class.partition(":")
+def _import(target: str, what: str) -> Any:
+    module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
         return getattr(module, class_name)
     except (ImportError, AttributeError) as err:
-        raise ConfigError(f"pipeline.yaml: step {entry.number:g}: cannot load {entry.step_class}: {err}") from None
+        raise ConfigError(f"pipeline.yaml: {what}: cannot load {target}: {err}") from None
+
+
+def step_class(entry: StepEntry) -> type:
+    return _import(entry.step_class, f"step {entry.number:g}")  # type: ignore[no-any-return]
+
+
+def workload_class(spec: PipelineSpec) -> type[Workload]:
+    cls = _import(spec.workload, "workload")
+    if not (isinstance(cls, type) and issubclass(cls, Workload)):
+        raise ConfigError(f"pipeline.yaml: workload: {spec.workload} is not a pipeline Workload")
+    return cls
+
+
+def load_workload(spec: PipelineSpec) -> Workload:
+    """The workload with its data loaded (files read and validated): ConfigError naming what is wrong."""
+    return workload_class(spec).load(spec.data, source="pipeline.yaml: data")
 
 
 def default_pipeline_path() -> Path:

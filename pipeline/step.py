@@ -1,29 +1,38 @@
-"""The step contract: what a pipeline step declares and returns.
+"""The step contract: what a pipeline step declares, what it gets while it runs, and what it returns.
 
 A step is a class with a number (1, 2, 2.5 ... sorted as numbers), a name, the output files of earlier
-steps it reads, the files it writes, the files nodes need on their ramdisk, and a pydantic model of its
-tunable parameters (unknown parameters are an error, so nothing an operator or advisor sets is ever
-silently dropped).
+steps it reads, the files it writes (`outputs`: enveloped and checked complete; `data_files`: plain
+copies for nodes, such as a history split), the files nodes need on their ramdisk, and a pydantic model
+of its tunable parameters (unknown parameters are an error, so nothing an operator or advisor sets is
+ever silently dropped). `Step[P]` is generic over that model, so `ctx.params` has the step's own type.
+The context and the contract live in one module: each names the other.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cluster.config import format_validation_error
-from cluster.errors import ConfigError
-
-if TYPE_CHECKING:
-    from pipeline.context import StepContext
+from cluster.config import ClusterConfig, NodeConfig, format_validation_error
+from cluster.errors import ConfigError, StepError
+from cluster.gpu.ledger import HealthLedger
+from cluster.scheduler import ChunkSpec, run_chunks
+from cluster.transport.base import Executor
+from pipeline.spec import PipelineSpec
+from pipeline.store import RunStore
+from pipeline.workload import Workload
 
 
 class StepParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+P = TypeVar("P", bound=StepParams)
 
 
 @dataclass
@@ -32,12 +41,79 @@ class StepResult:
     outputs: dict[str, Path] = field(default_factory=dict)
 
 
-class Step(ABC):
+@dataclass
+class StepContext(Generic[P]):
+    """What a running step gets: its parameters, the workload (with its data), the cluster, one way to run jobs."""
+
+    run_id: int
+    number: float
+    attempt: int
+    params: P
+    spec: PipelineSpec
+    config: ClusterConfig
+    store: RunStore
+    executors: Mapping[str, Executor]
+    state_dir: Path
+    workload: Workload
+    halt_check: Callable[[], bool] | None = None
+    progress: bool | None = None
+    ledger: HealthLedger | None = None
+    jobs_run: int = field(default=0, init=False)
+
+    @property
+    def output_dir(self) -> Path:
+        """Latest complete outputs of every step: a later run starting at step N reads them here."""
+        return self.state_dir / "outputs"
+
+    @property
+    def step_dir(self) -> Path:
+        path = self.state_dir / "runs" / str(self.run_id) / f"step_{self.number:g}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def input_hashes(self) -> dict[str, str]:
+        return self.workload.input_hashes()
+
+    def ramdisk_path(self, node: NodeConfig, name: str) -> str:
+        return f"{node.path_on_node(node.ramdisk_path).rstrip('/')}/{name}"
+
+    def run_jobs(self, payloads: list[dict[str, Any]], *, label: str) -> list[dict[str, Any]]:
+        """Run worker jobs over every usable slot; results in payload order, each stored as it arrives
+        (a resumed run reuses them), or SchedulingError: never a partial answer."""
+        if not payloads:
+            return []
+        chunks = [ChunkSpec.of(p) for p in payloads]
+        work = self.workload
+        report = run_chunks(
+            self.config,
+            chunks,
+            sink=self.store.chunk_sink(self.run_id, self.number, 1),
+            executors=self.executors,
+            worker_argv=work.worker_argv(),
+            validate=work.validate_result,
+            ledger=self.ledger,
+            halt_check=self.halt_check,
+            progress=self.progress,
+            label=f"step {self.number:g} {label}",
+            fetch_dir=self.step_dir / "fetched",
+            fetch_keys=work.fetch_keys,
+            progress_key=work.progress_key,
+            progress_unit=work.progress_unit,
+        )
+        self.jobs_run += report.executed
+        missing = [c.chunk_id for c in chunks if c.chunk_id not in report.results]
+        if missing:
+            raise StepError(f"step {self.number:g}: {len(missing)} job(s) returned no result")
+        return [report.results[c.chunk_id] for c in chunks]
+
+
+class Step(ABC, Generic[P]):
     number: ClassVar[float]
     name: ClassVar[str]
     Params: ClassVar[type[StepParams]] = StepParams
     inputs: ClassVar[tuple[str, ...]] = ()  # output files of earlier steps (in the outputs directory)
-    outputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()  # enveloped outputs, checked complete after the step
+    data_files: ClassVar[tuple[str, ...]] = ()  # plain files the step writes for later steps and nodes
     ramdisk_files: ClassVar[tuple[str, ...]] = ()  # files from the outputs directory each node needs
 
     @classmethod
@@ -48,5 +124,5 @@ class Step(ABC):
             raise ConfigError(format_validation_error(source, err)) from None
 
     @abstractmethod
-    def run(self, ctx: StepContext) -> StepResult:
+    def run(self, ctx: StepContext[P]) -> StepResult:
         """Do the step's work through ctx (jobs on the cluster, outputs written atomically)."""

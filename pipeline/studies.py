@@ -1,8 +1,9 @@
 """Persistent Optuna studies: one sqlite storage, studies named by what they search, warm starts.
 
-A study's name comes from the data set fingerprint, the generator and the search-space version, so a
-new run of the same search continues the same study (trial numbers go on, optuna-dashboard shows the
-whole history) while a different data set or search space starts a fresh one.
+A study's name comes from the step, the workload's study key (what data set is searched, and how) and
+the search-space version, so a new run of the same search continues the same study (trial numbers go
+on, optuna-dashboard shows the whole history) while a different data set or search space starts a
+fresh one.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ def storage_url(state_dir: Path) -> str:
     return f"sqlite:///{(Path(state_dir) / 'optuna.db').resolve()}"
 
 
-def study_name(step: float, fingerprint: str, generator: str, space_version: int) -> str:
-    return f"watcher-step{step:g}-{generator}-{fingerprint}-v{space_version}"
+def study_name(step: float, key: str, space_version: int) -> str:
+    return f"watcher-step{step:g}-{key}-v{space_version}"
 
 
-def open_study(state_dir: Path, name: str, seed: int = 0) -> optuna.Study:
+def open_study(state_dir: Path, name: str, sampler_seed: int = 0) -> optuna.Study:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(storage_url(state_dir), engine_kwargs={"connect_args": {"timeout": 30}})
     existing = len(optuna.load_study(study_name=name, storage=storage).trials) if _exists(storage, name) else 0
@@ -38,7 +39,7 @@ def open_study(state_dir: Path, name: str, seed: int = 0) -> optuna.Study:
         storage=storage,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed + existing, n_startup_trials=8),
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed + existing, n_startup_trials=8),
     )
 
 

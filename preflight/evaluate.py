@@ -182,3 +182,11 @@ def evaluate_ramdisk(
     if not out and expected:
         out.append(CheckResult("ramdisk", node.name, "ok", f"{len(expected)} file(s) identical to the coordinator's"))
     return out
+
+
+def evaluate_releases(node: NodeConfig, released: Sequence[tuple[int, int]]) -> list[CheckResult]:
+    """GPUs the ledger just returned to service after probation: (gpu index, clean-check streak)."""
+    return [
+        CheckResult("gpu", node.name, "ok", f"released after {streak} clean checks", target=f"GPU {gpu}")
+        for gpu, streak in released
+    ]

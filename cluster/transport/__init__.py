@@ -1,21 +1,8 @@
-"""Transports: how a command reaches a node. `executor_for` picks one from the node's config."""
+"""Transports: how a command reaches a node. base (the Executor interface and CommandResult), local,
+ssh, fanout (one call on many nodes), select (`executor_for` picks one from the node's config)."""
 
-from __future__ import annotations
-
-from cluster.config import NodeConfig, Timeouts
 from cluster.transport.base import CommandResult, Executor, render_command
 from cluster.transport.local import LocalExecutor
+from cluster.transport.select import executor_for, executors_for
 
 __all__ = ["CommandResult", "Executor", "LocalExecutor", "executor_for", "executors_for", "render_command"]
-
-
-def executor_for(node: NodeConfig, timeouts: Timeouts | None = None) -> Executor:
-    if node.transport == "local":
-        return LocalExecutor(node)
-    from cluster.transport.ssh import SSHExecutor  # paramiko is only imported when a rig needs it
-
-    return SSHExecutor(node, timeouts)
-
-
-def executors_for(nodes: list[NodeConfig], timeouts: Timeouts | None = None) -> dict[str, Executor]:
-    return {node.name: executor_for(node, timeouts) for node in nodes}

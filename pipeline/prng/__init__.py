@@ -1,8 +1,4 @@
-"""PRNG generators: plain-Python references (`reference`) and vectorised torch versions (`torch_gen`).
-
-Only the light reference module is imported here, so `from pipeline.prng import generate` does not pull in torch.
+"""The reference workload, PRNG seed recovery, whole: generators/, kernels/, sieve/, data (history and
+the data section of pipeline.yaml), chance, scoring, synth, jobs (the worker's job handlers) and
+workload (what the engine asks of it). The engine (pipeline/ outside prng/ and steps/) never imports it.
 """
-
-from pipeline.prng.reference import GENERATORS, generate, outputs_at
-
-__all__ = ["GENERATORS", "generate", "outputs_at"]

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.context import StepContext
 from pipeline.outputs import read_output, write_output
-from pipeline.scoring import chance_baseline
-from pipeline.step import Step, StepParams, StepResult
-from pipeline.steps.common import BIDIRECTIONAL, HOLDOUT_FILE, RANKED, SCORER_CONFIG, TRAIN_FILE, score_payloads
+from pipeline.prng.scoring import chance_baseline
+from pipeline.step import Step, StepContext, StepParams, StepResult
+from pipeline.steps.common import BIDIRECTIONAL, HOLDOUT_FILE, RANKED, SCORER_CONFIG, TRAIN_FILE, prng, score_payloads
 
 RECOVERED_MATCH = 0.5  # holdout exact-match fraction far above chance (1/modulus)
 
 
-class FullScoring(Step):
+class FullScoring(Step[StepParams]):
     number = 3.0
     name = "full_scoring"
     Params = StepParams
@@ -23,7 +22,9 @@ class FullScoring(Step):
     outputs = (RANKED,)
     ramdisk_files = (TRAIN_FILE, HOLDOUT_FILE)
 
-    def _score(self, ctx: StepContext, triples: list[list[int]], name: str, first: int, params: dict[str, Any]):
+    def _score(
+        self, ctx: StepContext[StepParams], triples: list[list[int]], name: str, first: int, params: dict[str, Any]
+    ):
         payloads, parts = score_payloads(ctx, triples, name, first, [params])
         results = ctx.run_jobs(payloads, label=f"score {name}")
         scores: dict[int, tuple[float, float]] = {}
@@ -32,8 +33,9 @@ class FullScoring(Step):
                 scores[triple[0]] = (value, exact)
         return scores
 
-    def run(self, ctx: StepContext) -> StepResult:
-        data = ctx.spec.data
+    def run(self, ctx: StepContext[StepParams]) -> StepResult:
+        work = prng(ctx)
+        data = work.data
         hashes = ctx.input_hashes()
         survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
         params = read_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", hashes)["params"]
@@ -41,7 +43,7 @@ class FullScoring(Step):
         ranked: list[dict[str, Any]] = []
         if triples:
             train = self._score(ctx, triples, TRAIN_FILE, 0, params)
-            holdout = self._score(ctx, triples, HOLDOUT_FILE, len(ctx.train), params)
+            holdout = self._score(ctx, triples, HOLDOUT_FILE, len(work.train), params)
             for s in survivors:
                 t_score, t_exact = train[s["seed"]]
                 h_score, h_exact = holdout[s["seed"]]

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 from optuna.trial import Trial
 from pydantic import Field
 
-from pipeline.context import StepContext
 from pipeline.outputs import read_output, write_output
-from pipeline.scoring import SCORER_DEFAULTS, chance_baseline
-from pipeline.step import Step, StepParams, StepResult
-from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE, score_payloads
+from pipeline.prng.scoring import SCORER_DEFAULTS, chance_baseline
+from pipeline.step import Step, StepContext, StepParams, StepResult
+from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE, prng, score_payloads
 from pipeline.studies import best_completed, open_study, run_trials, study_name, warm_start
 
 SPACE_VERSION = 1
@@ -31,7 +30,7 @@ def separation(scores: Sequence[float], params: dict[str, Any], modulus: int) ->
     return ranked[0] - chance_baseline(params, modulus) - 0.5 * runner_up
 
 
-class ScorerMeta(Step):
+class ScorerMeta(Step[ScorerParams]):
     number = 2.5
     name = "scorer_meta"
     Params = ScorerParams
@@ -39,9 +38,10 @@ class ScorerMeta(Step):
     outputs = (SCORER_CONFIG,)
     ramdisk_files = (TRAIN_FILE,)
 
-    def run(self, ctx: StepContext) -> StepResult:
-        p: ScorerParams = ctx.params  # type: ignore[assignment]
-        data = ctx.spec.data
+    def run(self, ctx: StepContext[ScorerParams]) -> StepResult:
+        p = ctx.params
+        work = prng(ctx)
+        data = work.data
         hashes = ctx.input_hashes()
         survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
         if not survivors:
@@ -50,7 +50,7 @@ class ScorerMeta(Step):
             )
             return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
         triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
-        study = open_study(ctx.state_dir, study_name(2.5, ctx.history.fingerprint(), data.generator, SPACE_VERSION))
+        study = open_study(ctx.state_dir, study_name(2.5, work.study_key(), SPACE_VERSION))
         warm_start(study)
 
         def suggest(trial: Trial) -> dict[str, Any]:

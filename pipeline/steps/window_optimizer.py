@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any
 
 from loguru import logger
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial
 from pydantic import Field, model_validator
 
-from pipeline.context import StepContext
-from pipeline.outputs import write_json_atomic, write_output
-from pipeline.step import Step, StepParams, StepResult
-from pipeline.steps.common import (
-    HOLDOUT_FILE,
-    TRAIN_FILE,
-    TRIAL_SURVIVORS,
-    WINDOW_CONFIG,
-    expected_bidirectional,
-    offsets,
-    window_specs,
-)
-from pipeline.studies import PRUNED, best_completed, open_study, run_trials, study_name, warm_start
+from cluster.files import write_json_atomic
+from pipeline.outputs import write_output
+from pipeline.prng.data import History
+from pipeline.prng.windows import block_tasks, expected_bidirectional, merge_survivors, offsets, sieve_payloads
+from pipeline.prng.workload import PrngWorkload
+from pipeline.step import Step, StepContext, StepParams, StepResult
+from pipeline.steps.common import HOLDOUT_FILE, TRAIN_FILE, TRIAL_SURVIVORS, WINDOW_CONFIG, prng
+from pipeline.studies import PRUNED, TrialCounts, best_completed, open_study, run_trials, study_name, warm_start
 
 SPACE_VERSION = 1
 TRIALS_PER_JOB = 4
@@ -58,136 +54,144 @@ def chance_score(observed: int, expected: float) -> float:
     return min(MAX_SCORE, max(0.0, math.log10(observed / max(expected, 10.0**-MAX_SCORE))))
 
 
-class WindowOptimizer(Step):
+def write_split(out: Path, history: History, n_train: int) -> None:
+    """The train and holdout halves as plain history files: the ramdisk copies later steps' jobs read."""
+    rows = list(zip(history.dates, history.sessions, history.draws, strict=True))
+    for name, part in ((TRAIN_FILE, rows[:n_train]), (HOLDOUT_FILE, rows[n_train:])):
+        write_json_atomic(out / name, [{"date": d, "session": s, "draw": x} for d, s, x in part])
+
+
+class WindowSweep:
+    """One run of the step's trials: what each trial sieves, how its result is scored, what was found.
+
+    Optuna asks for trials in batches (one cluster round each); `suggest` gives a trial its window and
+    its seed block, `evaluate` runs a batch and turns each trial's survivors into its objective value."""
+
+    def __init__(self, ctx: StepContext[WindowParams], work: PrngWorkload) -> None:
+        self.ctx = ctx
+        self.p = ctx.params
+        self.work = work
+        self.found: dict[int, dict[str, Any]] = {}  # seed -> first row that found it
+        self.per_trial: list[dict[str, Any]] = []
+        self.seeds_tested = 0
+        self.expected = 0.0
+
+    def suggest(self, trial: Trial) -> dict[str, Any]:
+        p = self.p
+        lo, hi = self.work.data.seed_range
+        window = trial.suggest_int("window_size", p.window_min, p.window_max)
+        threshold = trial.suggest_float("threshold", p.threshold_min, p.threshold_max, step=0.05)
+        start = lo + (trial.number * p.max_seeds) % (hi - lo)
+        end = min(start + p.max_seeds, hi)
+        trial.set_user_attr("seed_block", [start, end])
+        return {"window_size": window, "threshold": round(threshold, 4), "start": start, "end": end}
+
+    def evaluate(self, batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
+        data, train = self.work.data, self.work.train
+        tasks = [
+            task
+            for trial, cfg in batch
+            for task in block_tasks(
+                data, train, cfg["window_size"], cfg["threshold"], cfg["start"], cfg["end"], tag=trial.number
+            )
+        ]
+        results = self.ctx.run_jobs(sieve_payloads(tasks, TRIALS_PER_JOB * len(offsets(data))), label="trials")
+        merged = merge_survivors(results)
+        return [self.record(trial, cfg, merged.get(trial.number)) for trial, cfg in batch]
+
+    def record(self, trial: Trial, cfg: dict[str, Any], got: dict[str, Any] | None) -> float | str:
+        """Keep what one trial found and return its objective (PRUNED when not one seed passed forward)."""
+        data = self.work.data
+        got = got or {"forward": 0, "survivors": {}}
+        rows = list(got["survivors"].values())
+        seeds = cfg["end"] - cfg["start"]
+        expected = expected_bidirectional(data, seeds, cfg["window_size"], cfg["threshold"])
+        self.seeds_tested += seeds * len(offsets(data))
+        self.expected += expected
+        trial.set_user_attr("survivors", len(rows))
+        trial.set_user_attr("expected_chance", expected)
+        survivors = [[r["seed"], r["skip"], r["offset"], r["forward_matches"], r["reverse_matches"]] for r in rows]
+        self.per_trial.append(
+            {
+                "trial": trial.number,
+                **cfg,
+                "forward": got["forward"],
+                "survivors": survivors,
+                "expected_chance": expected,
+            }
+        )
+        for row in rows:
+            self.found.setdefault(row["seed"], {**row, "trial": trial.number, **cfg})
+        if got["forward"] == 0:
+            return PRUNED
+        return chance_score(len(rows), expected)
+
+
+def chosen_window(best: FrozenTrial | None, p: WindowParams) -> dict[str, Any]:
+    """The study's best window so far; with no completed trial, the strictest window the params allow."""
+    if best is None:
+        return {"window_size": p.window_max, "threshold": p.threshold_max, "best_value": None, "best_trial": None}
+    return {
+        "window_size": best.params["window_size"],
+        "threshold": best.params["threshold"],
+        "best_value": best.value,
+        "best_trial": best.number,
+    }
+
+
+class WindowOptimizer(Step[WindowParams]):
     number = 1.0
     name = "window_optimizer"
     Params = WindowParams
-    outputs = (WINDOW_CONFIG, TRIAL_SURVIVORS, TRAIN_FILE, HOLDOUT_FILE)
+    outputs = (WINDOW_CONFIG, TRIAL_SURVIVORS)
+    data_files = (TRAIN_FILE, HOLDOUT_FILE)
 
-    def run(self, ctx: StepContext) -> StepResult:
-        p: WindowParams = ctx.params  # type: ignore[assignment]
-        data = ctx.spec.data
-        hashes = ctx.input_hashes()
+    def run(self, ctx: StepContext[WindowParams]) -> StepResult:
+        p = ctx.params
+        work = prng(ctx)
         out = ctx.output_dir
-        split_rows = list(zip(ctx.history.dates, ctx.history.sessions, ctx.history.draws, strict=True))
-        n_train = len(ctx.train)
-        for name, rows in ((TRAIN_FILE, split_rows[:n_train]), (HOLDOUT_FILE, split_rows[n_train:])):
-            write_json_atomic(out / name, [{"date": d, "session": s, "draw": x} for d, s, x in rows])
-
-        study = open_study(ctx.state_dir, study_name(1, ctx.history.fingerprint(), data.generator, SPACE_VERSION))
+        write_split(out, work.history, len(work.train))
+        study = open_study(ctx.state_dir, study_name(1, work.study_key(), SPACE_VERSION))
         earlier = warm_start(study)
         if earlier is not None:
             logger.info("step 1: study {} continues; first trial re-tries best #{}", study.study_name, earlier.number)
-        lo, hi = data.seed_range
-        span = hi - lo
-        found: dict[int, dict[str, Any]] = {}
-        per_trial: list[dict[str, Any]] = []
-        totals = {"seeds": 0, "expected": 0.0}
-
-        def suggest(trial: Trial) -> dict[str, Any]:
-            window = trial.suggest_int("window_size", p.window_min, p.window_max)
-            threshold = trial.suggest_float("threshold", p.threshold_min, p.threshold_max, step=0.05)
-            start = lo + (trial.number * p.max_seeds) % span
-            end = min(start + p.max_seeds, hi)
-            trial.set_user_attr("seed_block", [start, end])
-            return {"window_size": window, "threshold": round(threshold, 4), "start": start, "end": end}
-
-        def evaluate(batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
-            tasks = []
-            for trial, cfg in batch:
-                for offset in offsets(data):
-                    fwd, rev = window_specs(data, ctx.train, cfg["window_size"], cfg["threshold"], offset)
-                    tasks.append(
-                        {
-                            "forward": fwd,
-                            "reverse": rev,
-                            "start": cfg["start"],
-                            "end": cfg["end"],
-                            "tag": [trial.number, offset],
-                        }
-                    )
-            per_job = TRIALS_PER_JOB * len(offsets(data))
-            payloads = [
-                {"kind": "window_batch", "tasks": tasks[i : i + per_job]} for i in range(0, len(tasks), per_job)
-            ]
-            results = ctx.run_jobs(payloads, label="trials")
-            by_trial: dict[int, dict[str, Any]] = {t.number: {"forward": 0, "survivors": []} for t, _ in batch}
-            for result in results:
-                for task in result["tasks"]:
-                    number, offset = task["tag"]
-                    by_trial[number]["forward"] += task["forward_count"]
-                    by_trial[number]["survivors"] += [[s, k, offset, fm, rm] for s, k, fm, rm in task["survivors"]]
-            values: list[float | str | None] = []
-            for trial, cfg in batch:
-                got = by_trial[trial.number]
-                seeds = cfg["end"] - cfg["start"]
-                expected = expected_bidirectional(data, seeds, cfg["window_size"], cfg["threshold"])
-                totals["seeds"] += seeds * len(offsets(data))
-                totals["expected"] += expected
-                survivors = got["survivors"]
-                trial.set_user_attr("survivors", len(survivors))
-                trial.set_user_attr("expected_chance", expected)
-                per_trial.append(
-                    {
-                        "trial": trial.number,
-                        **cfg,
-                        "forward": got["forward"],
-                        "survivors": survivors,
-                        "expected_chance": expected,
-                    }
-                )
-                for seed, skip, offset, fm, rm in survivors:
-                    found.setdefault(
-                        seed,
-                        {
-                            "seed": seed,
-                            "skip": skip,
-                            "offset": offset,
-                            "forward_matches": fm,
-                            "reverse_matches": rm,
-                            "trial": trial.number,
-                            **cfg,
-                        },
-                    )
-                if got["forward"] == 0:
-                    values.append(PRUNED)
-                else:
-                    values.append(chance_score(len(survivors), expected))
-            return values
-
+        sweep = WindowSweep(ctx, work)
         batch_size = max(1, TRIALS_PER_JOB * max(1, sum(n.slot_count for n in ctx.config.nodes)))
-        counts = run_trials(study, p.trials, batch_size, suggest, evaluate)
-        best = best_completed(study)
-        if best is not None:
-            config = {
-                "window_size": best.params["window_size"],
-                "threshold": best.params["threshold"],
-                "best_value": best.value,
-                "best_trial": best.number,
-            }
-        else:
-            config = {"window_size": p.window_max, "threshold": p.threshold_max, "best_value": None, "best_trial": None}
+        counts = run_trials(study, p.trials, batch_size, sweep.suggest, sweep.evaluate)
+        config = self._write_outputs(ctx, work, sweep, chosen_window(best_completed(study), p), study.study_name)
+        return StepResult(
+            self._metrics(sweep, counts, config), {name: out / name for name in (*self.outputs, *self.data_files)}
+        )
+
+    def _write_outputs(
+        self, ctx: StepContext[WindowParams], work: PrngWorkload, sweep: WindowSweep, config: dict[str, Any], study: str
+    ) -> dict[str, Any]:
+        data = work.data
+        hashes = ctx.input_hashes()
         config.update(
             generator=data.generator,
             modulus=data.modulus,
             offset_range=list(data.offset_range),
             skip_range=list(data.skip_range),
-            study=study.study_name,
-            survivors=sorted(found.values(), key=lambda r: r["seed"]),
+            study=study,
+            survivors=sorted(sweep.found.values(), key=lambda r: r["seed"]),
         )
-        write_output(out / WINDOW_CONFIG, "window_config", config, hashes)
-        write_output(ctx.step_dir / TRIAL_SURVIVORS, "trial_survivors", per_trial, hashes)
-        write_output(out / TRIAL_SURVIVORS, "trial_survivors", per_trial, hashes)
-        metrics = {
-            "survivors": len(found),
-            "expected_chance_survivors": totals["expected"],
+        write_output(ctx.output_dir / WINDOW_CONFIG, "window_config", config, hashes)
+        write_output(ctx.step_dir / TRIAL_SURVIVORS, "trial_survivors", sweep.per_trial, hashes)
+        write_output(ctx.output_dir / TRIAL_SURVIVORS, "trial_survivors", sweep.per_trial, hashes)
+        return config
+
+    @staticmethod
+    def _metrics(sweep: WindowSweep, counts: TrialCounts, config: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "survivors": len(sweep.found),
+            "expected_chance_survivors": sweep.expected,
             "completed_trials": counts.completed,
             "pruned_trials": counts.pruned,
             "failed_trials": counts.failed,
             "first_trial": counts.first_number,
-            "seeds_tested": totals["seeds"],
+            "seeds_tested": sweep.seeds_tested,
             "best_value": config["best_value"],
             "window_size": config["window_size"],
             "threshold": config["threshold"],
         }
-        return StepResult(metrics, {name: out / name for name in self.outputs})

@@ -128,7 +128,7 @@ def test_slow_reply_past_timeout_falls_back(api: FakeMessagesAPI) -> None:
 
 def test_no_key_means_rules_with_one_log_line(monkeypatch: pytest.MonkeyPatch, logs: list[str]) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    import agents.advisors as advisors
+    import agents.advisors.select as advisors
 
     monkeypatch.setattr(advisors, "_warned_no_key", False)
     outcome = advise(1, empty_step(), [], settings(), current_params=CURRENT)

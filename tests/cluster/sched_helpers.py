@@ -12,7 +12,7 @@ from loguru import logger
 
 from cluster.config import ClusterConfig, parse_config
 from cluster.gpu.health import GpuHealth, HealthStatus
-from cluster.scheduler_types import ChunkSpec
+from cluster.scheduler.types import ChunkSpec
 from cluster.transport.base import Executor
 from cluster.transport.local import LocalExecutor
 

@@ -22,7 +22,7 @@ from sched_helpers import (
 from cluster.errors import HaltRequested, SchedulingError
 from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.scheduler import run_chunks
-from cluster.scheduler_types import Slot
+from cluster.scheduler.types import Slot
 from pipeline.store import RunStore
 
 
@@ -203,7 +203,7 @@ def test_result_files_are_fetched_to_the_coordinator(tmp_path: Path, store: RunS
     report = run_chunks(
         cfg, chunks(3, file_dir=str(node_dir)), sink=store.chunk_sink(store.create_run(1), 1),
         executors=local_executors(cfg), worker_argv=WORKER_ARGV, progress=False, probe=None, cleanup=None,
-        fetch_dir=fetched,
+        fetch_dir=fetched, fetch_keys=("survivors_file",),
     )  # fmt: skip
     for cid, result in report.results.items():
         local = Path(result["survivors_file"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster.config import SchedulerPolicy, parse_config
-from cluster.scheduler_attempt import describe_failure, parse_worker_output, slot_env
-from cluster.scheduler_policy import (
+from cluster.scheduler.attempt import describe_failure, parse_worker_output, slot_env
+from cluster.scheduler.policy import (
     NodeBreaker,
     QueuedChunk,
     backoff_delay,
@@ -16,7 +16,7 @@ from cluster.scheduler_policy import (
     pick_next,
     select_slots,
 )
-from cluster.scheduler_types import ChunkFailure, ChunkSpec, Slot, chunk_id_for
+from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot, chunk_id_for
 
 
 def _config(**node_b: object):

@@ -7,8 +7,8 @@ import sys
 from sched_helpers import captured_log
 
 from cluster.config import parse_config
-from cluster.scheduler_attempt import worker_command
-from cluster.scheduler_progress import Progress, eta_seconds, format_rate
+from cluster.scheduler.attempt import worker_command
+from cluster.scheduler.progress import Progress, eta_seconds, format_rate
 
 
 def test_rates_and_eta() -> None:
@@ -22,7 +22,7 @@ def test_rates_and_eta() -> None:
 
 def test_plain_lines_without_a_terminal_are_rate_limited() -> None:
     with captured_log("INFO") as messages:
-        bar = Progress(100, label="step 2", enabled=False, interval_s=3600)
+        bar = Progress(100, label="step 2", enabled=False, unit="seeds", interval_s=3600)
         bar.update(10, 0, 1000)  # within the interval: no line
         bar.update(100, 2, 10_000, force=True)
         bar.close()

@@ -9,12 +9,15 @@ import pytest
 from cluster.config import parse_config
 from cluster.errors import SchedulingError
 from cluster.scheduler import run_chunks
-from cluster.scheduler_types import ChunkSpec
+from cluster.scheduler.types import ChunkSpec
 from cluster.transport.local import LocalExecutor
-from pipeline.prng.reference import generate
+from pipeline.prng.generators.reference import generate
 from pipeline.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+WORKER = ("-m", "pipeline.worker", "pipeline.prng.jobs")
 
 
 def _spec(seed: int) -> dict:
@@ -41,7 +44,7 @@ def test_sieve_chunks_on_local_cpu_slots_find_the_planted_seed(tmp_path: Path) -
         run = store.create_run(1)
         report = run_chunks(
             config, chunks, sink=store.chunk_sink(run, 1), executors=executors, validate=validate, progress=False,
-            probe=None, cleanup=None,
+            worker_argv=WORKER, probe=None, cleanup=None,
         )  # fmt: skip
         found = sorted(tuple(s) for r in report.results.values() for s in r["survivors"])
         assert found == [(5000, 0, 8)]
@@ -49,6 +52,6 @@ def test_sieve_chunks_on_local_cpu_slots_find_the_planted_seed(tmp_path: Path) -
         bad = [ChunkSpec.of({"kind": "sieve", "spec": {"generator": "nope"}, "start": 0, "end": 10})]
         with pytest.raises(SchedulingError, match="bad job spec"):
             run_chunks(config, bad, sink=store.chunk_sink(run, 2), executors=executors, progress=False, probe=None,
-                       cleanup=None)  # fmt: skip
+                       worker_argv=WORKER, cleanup=None)  # fmt: skip
         (failure,) = store.chunk_failures(run, 2)
         assert failure["kind"] == "bad_spec" and failure["exit_code"] == 2

@@ -14,7 +14,7 @@ import fakerig
 import pytest
 import yaml
 
-from pipeline.synth import make_history
+from pipeline.prng.synth import make_history
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -124,7 +124,16 @@ def test_preflight_cli_exit_codes_and_json(rigs: Rigs, tmp_path: Path) -> None:
     dead.down()
     path = tmp_path / "cluster.json"
     path.write_text(config_for([good, dead]).model_dump_json())
-    cmd = [sys.executable, "-m", "preflight.cli", "check", "--config", str(path), "--state-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.commands.preflight",
+        "check",
+        "--config",
+        str(path),
+        "--state-dir",
+        str(tmp_path),
+    ]
     res = subprocess.run([*cmd, "--json"], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert res.returncode == 69
     data = json.loads(res.stdout)

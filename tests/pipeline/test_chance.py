@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pipeline.chance import binomial_tail, expected_chance_survivors, pass_probability, required_matches
+from pipeline.prng.chance import binomial_tail, expected_chance_survivors, pass_probability, required_matches
 
 
 def test_required_matches_survives_float_noise() -> None:

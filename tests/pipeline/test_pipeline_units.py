@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
 from cluster.errors import ConfigError, StepError
-from pipeline.history import load_history, parse_history, split
 from pipeline.outputs import check_complete, read_output, write_output
-from pipeline.scoring import chance_baseline, score_seed
-from pipeline.sieve import generate
+from pipeline.prng.data import load_history, parse_history, split
+from pipeline.prng.scoring import chance_baseline, score_seed
+from pipeline.prng.sieve import generate
 from pipeline.spec import load_pipeline
 from pipeline.studies import open_study, run_trials, warm_start
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+WORKER = [sys.executable, "-m", "pipeline.worker", "pipeline.prng.jobs"]
 
 
 def test_shipped_history_and_pipeline_load() -> None:
@@ -102,27 +106,26 @@ def test_scoring_prefers_the_true_seed_and_knows_chance() -> None:
 
 def test_worker_runs_window_batch_and_score(tmp_path: Path) -> None:
     import subprocess
-    import sys
 
-    from pipeline.spec import DataSpec
-    from pipeline.steps.common import window_specs
+    from pipeline.prng.data import DataSpec
+    from pipeline.prng.windows import window_specs
 
     data = DataSpec(generator="lcg32", offset_range=(5, 5), skip_range=(0, 3))
     outputs = generate("lcg32", 7777, 2000)
     draws = [outputs[5 + j * 3 + 2] % 1000 for j in range(60)]
     fwd, rev = window_specs(data, draws, 8, 1.0, 5)
     job = {"kind": "window_batch", "tasks": [{"forward": fwd, "reverse": rev, "start": 7000, "end": 9000, "tag": 5}]}
-    res = subprocess.run([sys.executable, "-m", "pipeline.worker"], input=json.dumps(job), capture_output=True,
+    res = subprocess.run(WORKER, input=json.dumps(job), capture_output=True,
                          text=True, cwd=REPO, timeout=120)  # fmt: skip
     reply = json.loads(res.stdout)
     assert reply["ok"] and reply["tasks"][0]["survivors"] == [[7777, 2, 8, 8]]
     hist = tmp_path / "h.json"
     hist.write_text(json.dumps(draws))
     job = {"kind": "score", "generator": "lcg32", "history_file": str(hist), "survivors": [[7777, 2, 5], [1, 2, 5]]}
-    res = subprocess.run([sys.executable, "-m", "pipeline.worker"], input=json.dumps(job), capture_output=True,
+    res = subprocess.run(WORKER, input=json.dumps(job), capture_output=True,
                          text=True, cwd=REPO, timeout=120)  # fmt: skip
     reply = json.loads(res.stdout)
     assert reply["exact"][0] == 1.0 and reply["exact"][1] < 0.1
-    bad = subprocess.run([sys.executable, "-m", "pipeline.worker"], input='{"kind": "score"}', capture_output=True,
+    bad = subprocess.run(WORKER, input='{"kind": "score"}', capture_output=True,
                          text=True, cwd=REPO, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "job.generator is missing" in bad.stdout

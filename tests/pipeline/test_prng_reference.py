@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from pipeline.prng import jump, torch_gen
-from pipeline.prng.reference import GENERATORS, generate, outputs_at
+from pipeline.prng.generators import jump, torch_gen
+from pipeline.prng.generators.reference import GENERATORS, generate, outputs_at
 
 
 def signed32(values: list[int]) -> list[int]:
@@ -92,8 +92,8 @@ def test_torch_matches_reference(generator: str) -> None:
 
 
 def test_mt_plan_words_reproduce_outputs() -> None:
-    from pipeline.prng.mt_plan import mt_program
-    from pipeline.prng.reference import MT_MATRIX_A, mt_init, mt_temper
+    from pipeline.prng.generators.mt_plan import mt_program
+    from pipeline.prng.generators.reference import MT_MATRIX_A, mt_init, mt_temper
 
     rng = random.Random(11)
     for positions in ([0], [226, 227], [366, 622, 623, 624], sorted(rng.sample(range(2000), 5))):

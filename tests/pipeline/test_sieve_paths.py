@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import sieve_fast
-from pipeline.prng.reference import GENERATORS, generate
-from pipeline.sieve import SieveSpec, sieve_range, verify_seeds
-from pipeline.sieve_reference import reference_sieve
+from pipeline.prng.generators.reference import GENERATORS, generate
+from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
+from pipeline.prng.sieve import fast as sieve_fast
+from pipeline.prng.sieve.reference import reference_sieve
 
 MT = ("mt19937", "php_mt_rand")
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from cluster.errors import ConfigError
-from pipeline.sieve import SieveResult, choose_path, sieve_range, verify_seeds
-from pipeline.sieve_spec import SieveSpec, SieveSpecError, check_range
+from pipeline.prng.sieve import SieveResult, sieve_range, verify_seeds
+from pipeline.prng.sieve.dispatch import choose_path
+from pipeline.prng.sieve.spec import SieveSpec, SieveSpecError, check_range
 
 BASE = {"generator": "lcg32", "residues": [1, 2, 3], "threshold": 1.0}
 
@@ -98,7 +99,7 @@ def test_auto_falls_back_to_torch_without_numba() -> None:
 
     code = (
         "import sys; sys.modules['numba'] = None\n"  # makes `import numba` raise ImportError, as on a host without it
-        "from pipeline.sieve import SieveSpec, sieve_range\n"
+        "from pipeline.prng.sieve import SieveSpec, sieve_range\n"
         "r = sieve_range(SieveSpec('mt19937', (1,), 1.0, modulus=2), 0, 50, device='cpu')\n"
         "print(r.path, len(r))"
     )

@@ -16,11 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json, sys, torch
-from pipeline.kernels.triton_mt import mt_words
-from pipeline.prng.torch_gen import _mt_words
-from pipeline.sieve import SieveSpec
-from pipeline.sieve_reference import reference_sieve
-from pipeline.sieve_torch import torch_sieve
+from pipeline.prng.kernels.triton_mt import mt_words
+from pipeline.prng.generators.torch_gen import _mt_words
+from pipeline.prng.sieve import SieveSpec
+from pipeline.prng.sieve.reference import reference_sieve
+from pipeline.prng.sieve.torch_path import torch_sieve
 seeds = torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 12345, 987654321], dtype=torch.int64).to(torch.int32)
 idx = [0, 1, 2, 226, 397, 398, 623]
 a, b = mt_words(seeds, idx), _mt_words(seeds, idx)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cluster.errors import StoreError
-from cluster.scheduler_types import ChunkFailure, ChunkSpec, Slot
-from pipeline import store_chunks
+from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from pipeline.store import SCHEMA_VERSION, RunStore
+from pipeline.store import chunks as store_chunks
 
 
 @pytest.fixture

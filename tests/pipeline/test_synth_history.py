@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.prng.reference import generate
-from pipeline.sieve import SieveSpec, sieve_range
-from pipeline.synth import make_history
+from pipeline.prng.generators.reference import generate
+from pipeline.prng.sieve import SieveSpec, sieve_range
+from pipeline.prng.synth import make_history
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_cli_writes_history_and_truth(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.synth",
+        "pipeline.prng.synth",
         "--generator",
         "minstd",
         "--seed",
@@ -63,7 +63,7 @@ def test_cli_refuses_bad_values(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.synth",
+        "pipeline.prng.synth",
         "--generator",
         "lcg32",
         "--seed",

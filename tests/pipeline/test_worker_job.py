@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import worker
-from pipeline.prng.reference import generate
+from pipeline.prng import jobs
+from pipeline.prng.generators.reference import generate
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+WORKER = [sys.executable, "-m", "pipeline.worker", "pipeline.prng.jobs"]
+
+
 def run_worker(job: Any) -> tuple[int, dict[str, Any]]:
     text = job if isinstance(job, str) else json.dumps(job)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.worker"], input=text, capture_output=True, text=True, cwd=REPO, timeout=120
-    )
+    proc = subprocess.run(WORKER, input=text, capture_output=True, text=True, cwd=REPO, timeout=120)
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout + proc.stderr
     return proc.returncode, json.loads(lines[0])
@@ -54,13 +56,13 @@ def test_verify_job_scores_candidates() -> None:
 def test_large_survivor_lists_go_to_a_file(tmp_path: Path) -> None:
     target = tmp_path / "surv.json"
     spec = {"generator": "lcg32", "residues": [0], "threshold": 1.0, "modulus": 2}
-    n = 2 * (worker.SURVIVOR_LIMIT + 1000)
+    n = 2 * (jobs.SURVIVOR_LIMIT + 1000)
     code, reply = run_worker({"kind": "sieve", "spec": spec, "start": 0, "end": n, "result_file": str(target)})
     assert code == 0
     assert "survivors" not in reply
     assert reply["survivors_file"] == str(target)
     stored = json.loads(target.read_text())["survivors"]
-    assert len(stored) == reply["survivor_count"] > worker.SURVIVOR_LIMIT
+    assert len(stored) == reply["survivor_count"] > jobs.SURVIVOR_LIMIT
     assert all(s[2] == 1 for s in stored)
 
 
@@ -96,4 +98,4 @@ def test_unexpected_failure_gives_traceback_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_dispatch_table_is_explicit() -> None:
-    assert set(worker.JOBS) == {"sieve", "verify", "score", "window_batch"}
+    assert set(jobs.JOBS) == {"sieve", "verify", "score", "window_batch"}

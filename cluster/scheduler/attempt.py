@@ -1,0 +1,186 @@
+"""One attempt of one chunk on one slot: build the command and environment, run the worker, and turn
+whatever happened into either a validated result or a `ChunkFailure` carrying the full evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cluster.config import NodeConfig
+from cluster.errors import CommandTimeoutError, TransportError
+from cluster.gpu.health import GpuHealth
+from cluster.scheduler.options import SchedulerOptions
+from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
+from cluster.transport.base import Executor, render_command
+
+STDERR_TAIL_LINES = 40
+BAD_SPEC_EXIT = 2  # the worker's "your job spec is wrong" exit code
+
+
+def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
+    """The node's env plus the slot's device selection; CPU slots get one thread each so N slots do not
+    oversubscribe the cores."""
+    env = dict(node.env)
+    if node.gpu_kind == "rocm":
+        env["HIP_VISIBLE_DEVICES"] = str(gpu)
+    elif node.gpu_kind == "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    else:
+        env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WATCHER_THREADS": "1"})
+    env["WATCHER_SLOT"] = f"{node.name}:{gpu}"
+    return env
+
+
+def worker_command(node: NodeConfig, worker_argv: Sequence[str]) -> list[str]:
+    return [node.interpreter(), *worker_argv]
+
+
+def parse_worker_output(stdout: str) -> dict[str, Any]:
+    """The worker's answer is its last non-empty stdout line, a JSON object (earlier lines may be noise)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("worker printed nothing on stdout")
+    try:
+        value = json.loads(lines[-1])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"last stdout line is not JSON ({err.msg}): {lines[-1][:200]!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"worker answer is a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def fetch_files(
+    executor: Executor, answer: dict[str, Any], fetch_dir: Path | None, fetch_keys: Sequence[str], chunk_id: str
+) -> None:
+    """Bring result files the worker left on the node (large results) to the coordinator, and point the
+    result at the local copy; the node's path is kept as `<key>_remote`."""
+    if fetch_dir is None:
+        return
+    for key in fetch_keys:
+        remote = answer.get(key)
+        if isinstance(remote, str) and remote:
+            local = Path(fetch_dir) / f"{chunk_id}-{key}.json"
+            executor.get(remote, local)
+            answer[f"{key}_remote"] = remote
+            answer[key] = str(local)
+
+
+def health_state(health: GpuHealth) -> dict[str, Any]:
+    return {
+        "status": str(health.status),
+        "evidence": list(health.evidence),
+        "pci_bus": health.pci_bus,
+        "readings": dict(health.readings),
+    }
+
+
+def run_attempt(
+    executor: Executor,
+    node: NodeConfig,
+    slot: Slot,
+    chunk: ChunkSpec,
+    attempt: int,
+    *,
+    options: SchedulerOptions,
+    timeout: float,
+) -> dict[str, Any] | ChunkFailure:
+    """Run the worker once; returns the validated result, or the failure (never raises for chunk faults)."""
+    argv = worker_command(node, options.worker_argv)
+    validate = options.validate
+    command = render_command(argv)
+    env = {**slot_env(node, slot.gpu), "WATCHER_CHUNK_ID": chunk.chunk_id, "WATCHER_ATTEMPT": str(attempt)}
+    stdin = json.dumps(chunk.payload)
+    started = time.monotonic()
+
+    def failure(kind: str, error: str, **extra: Any) -> ChunkFailure:
+        return ChunkFailure(
+            chunk_id=chunk.chunk_id,
+            attempt=attempt,
+            slot=slot,
+            kind=kind,
+            error=error,
+            command=command,
+            duration=time.monotonic() - started,
+            time=time.time(),
+            **extra,
+        )
+
+    try:
+        res = executor.run(argv, stdin=stdin, env=env, timeout=timeout)
+    except CommandTimeoutError as err:
+        return failure("timeout", str(err), traceback=traceback.format_exc())
+    except TransportError as err:
+        cause = f" (cause: {err.cause!r})" if err.cause is not None else ""
+        return failure("transport", f"{err}{cause}", traceback=traceback.format_exc())
+    tail = res.tail("stderr", STDERR_TAIL_LINES)
+    try:
+        answer: dict[str, Any] | None = parse_worker_output(res.stdout)
+        parse_error = ""
+    except ValueError as err:
+        answer, parse_error = None, str(err)
+    if answer is not None and answer.get("traceback"):
+        worker_tb = "\n".join(str(answer["traceback"]).splitlines()[-STDERR_TAIL_LINES:])
+        tail = f"{tail}\n[worker traceback]\n{worker_tb}".strip()
+    if res.exit_code != 0:
+        said = f": {answer.get('error')}" if answer and answer.get("error") else ""
+        kind = "bad_spec" if res.exit_code == BAD_SPEC_EXIT and answer is not None else "exit"
+        return failure(
+            kind, f"worker exited with code {res.exit_code}{said}", exit_code=res.exit_code, stderr_tail=tail
+        )
+    if answer is None:
+        return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail)
+    if answer.get("ok") is not True:
+        return failure(
+            "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail
+        )
+    try:
+        fetch_files(executor, answer, options.fetch_dir, options.fetch_keys, chunk.chunk_id)
+    except (OSError, TransportError) as err:
+        return failure("transport", f"cannot fetch result file: {err}", exit_code=0, traceback=traceback.format_exc())
+    if validate is not None:
+        try:
+            validate(answer)
+        except Exception as err:  # a validator may raise anything; the chunk is simply not done
+            return failure(
+                "invalid",
+                f"result failed validation: {err}",
+                exit_code=0,
+                stderr_tail=tail,
+                traceback=traceback.format_exc(),
+            )
+    return answer
+
+
+def with_gpu_state(failure: ChunkFailure, state: dict[str, Any] | None) -> ChunkFailure:
+    return replace(failure, gpu_state=state)
+
+
+def describe_failure(failure: ChunkFailure, max_attempts: int) -> str:
+    """The full multi-line log text of a failure: what an operator needs without opening the store."""
+    lines = [
+        f"chunk {failure.chunk_id} attempt {failure.attempt}/{max_attempts} FAILED on {failure.slot} "
+        f"[{failure.kind}] after {failure.duration:.1f} s: {failure.error}",
+        f"  command: {failure.command}",
+        f"  exit code: {failure.exit_code if failure.exit_code is not None else 'none (did not finish)'}",
+    ]
+    if failure.stderr_tail:
+        lines.append("  stderr tail:")
+        lines.extend(f"    | {line}" for line in failure.stderr_tail.splitlines())
+    else:
+        lines.append("  stderr tail: (empty)")
+    state = failure.gpu_state
+    if state is None:
+        lines.append("  gpu state after failure: not probed")
+    else:
+        evidence = "; ".join(state.get("evidence") or []) or "no evidence"
+        lines.append(f"  gpu state after failure: {state.get('status')} ({evidence})")
+    if failure.traceback:
+        lines.append("  traceback (coordinator side):")
+        lines.extend(f"    {line}" for line in failure.traceback.rstrip().splitlines())
+    return "\n".join(lines)

@@ -1,0 +1,290 @@
+"""The slot threads of one `run_chunks` call and the state they share under one condition variable.
+
+Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules in scheduler_policy),
+run it (scheduler_attempt), then record the outcome. The order inside `_failed` is the contract: log
+in full, store, quarantine if the GPU shows faults, and only then put the chunk back on the queue.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from loguru import logger
+
+from cluster.config import ClusterConfig
+from cluster.errors import SchedulingError
+from cluster.gpu.health import GpuHealth, HealthStatus
+from cluster.gpu.ledger import HealthLedger
+from cluster.scheduler.attempt import describe_failure, health_state, run_attempt, with_gpu_state
+from cluster.scheduler.cleanup import run_cleanups
+from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions
+from cluster.scheduler.policy import (
+    NodeBreaker,
+    QueuedChunk,
+    backoff_delay,
+    next_ready_time,
+    out_of_attempts,
+    pick_next,
+)
+from cluster.scheduler.types import ChunkFailure, ChunkSink, ChunkSpec, Slot
+from cluster.transport.base import Executor
+
+
+def _count(value: Any) -> int:
+    """A result's progress count; anything but a non-negative int counts as 0 (a node's word is not trusted)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+class SlotScheduler:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        todo: list[ChunkSpec],
+        slots: list[Slot],
+        *,
+        sink: ChunkSink,
+        executors: Mapping[str, Executor],
+        options: SchedulerOptions,
+    ) -> None:
+        self.config = config
+        self.policy = config.scheduler
+        self.sink = sink
+        self.executors = executors
+        self.options = options
+        self.ledger: HealthLedger | None = options.ledger
+        self.probe: Probe | None = options.probe
+        self.cleanup: CleanupFn | None = options.cleanup
+        self.min_slots = options.min_slots
+        self.cond = threading.Condition()
+        self.queue = [QueuedChunk(spec) for spec in todo]
+        self.remaining = {spec.chunk_id for spec in todo}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.failures: list[ChunkFailure] = []
+        self.live: set[Slot] = set(slots)
+        self.slots = list(slots)
+        self.quarantined: list[Slot] = []
+        self.breaker = NodeBreaker(self.policy)
+        self.inflight: dict[str, int] = {node: 0 for node in self.executors}
+        self.running: dict[Slot, QueuedChunk] = {}
+        self.superseded: set[int] = set()  # id() of in-flight items whose chunk was requeued elsewhere
+        self.copied: set[str] = set()  # chunk ids requeued that way
+        self.took_part: set[str] = set()  # nodes that ran chunks since their last cleanup
+        self.cleanup_due: set[str] = set()
+        self.cleaning: set[str] = set()
+        self.completed = 0
+        self.progress_total = 0  # sum of options.progress_key over the results
+        self.fatal: BaseException | None = None
+        self.halting = False
+        self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
+
+    # --- slot threads -----------------------------------------------------------------------------
+    def slot_loop(self, slot: Slot) -> None:
+        try:
+            while True:
+                action = self._take(slot)
+                if action is None:
+                    return
+                kind, value = action
+                if kind == "cleanup":
+                    try:
+                        self.quarantine_found(run_cleanups(self.cleanup, {value: self.executors[value]}), "cleanup")
+                    finally:
+                        with self.cond:
+                            self.cleaning.discard(value)
+                            self.cleanup_due.discard(value)
+                            self.cond.notify_all()
+                else:
+                    self._execute(slot, value)
+        except BaseException as err:  # a bug or a store failure: stop everything, report it in the caller
+            if self.closed:
+                logger.debug(f"late error on {slot} after the call returned: {err}")
+                return
+            logger.opt(exception=err).error(f"scheduler slot {slot} stopped by an unexpected error: {err}")
+            self._set_fatal(err)
+        finally:
+            with self.cond:
+                self.live.discard(slot)
+                if self.remaining and len(self.live) < self.min_slots and self.fatal is None and not self.halting:
+                    self.fatal = SchedulingError(self._no_slots_reason())
+                self.cond.notify_all()
+
+    def _take(self, slot: Slot) -> tuple[str, Any] | None:
+        with self.cond:
+            while True:
+                if self.fatal is not None or self.halting or not self.remaining:
+                    return None
+                if slot.node in self.breaker.tripped or slot in self.quarantined:
+                    return None
+                if slot.node in self.cleanup_due:
+                    if self.inflight[slot.node] == 0 and slot.node not in self.cleaning:
+                        self.cleaning.add(slot.node)
+                        return ("cleanup", slot.node)
+                    self.cond.wait(1.0)
+                    continue
+                now = time.monotonic()
+                index = pick_next(self.queue, slot, self.live, now, self.breaker.failure_rates())
+                if index is not None:
+                    item = self.queue.pop(index)
+                    item.attempts += 1
+                    item.tried = item.tried | {slot}
+                    self.inflight[slot.node] += 1
+                    self.running[slot] = item
+                    self.took_part.add(slot.node)
+                    return ("run", item)
+                ready = next_ready_time(self.queue, now)
+                self.cond.wait(min(1.0, ready - now) if ready is not None else 1.0)
+
+    def _execute(self, slot: Slot, item: QueuedChunk) -> None:
+        chunk, attempt = item.spec, item.attempts
+        if attempt > 1:
+            logger.warning(
+                f"retrying chunk {chunk.chunk_id} attempt {attempt}/{self.policy.max_attempts} on {slot} "
+                f"(earlier slots: {', '.join(sorted(map(str, item.tried - {slot})))})"
+            )
+        self.sink.attempt_started(chunk.chunk_id, attempt, slot)
+        node = self.config.node(slot.node)
+        began = time.monotonic()
+        outcome = run_attempt(
+            self.executors[slot.node],
+            node,
+            slot,
+            chunk,
+            attempt,
+            options=self.options,
+            timeout=self.config.timeouts.job,
+        )
+        if isinstance(outcome, ChunkFailure):
+            self._failed(slot, item, outcome)
+        else:
+            self._succeeded(slot, item, outcome, time.monotonic() - began)
+
+    def _succeeded(self, slot: Slot, item: QueuedChunk, result: dict[str, Any], duration: float) -> None:
+        chunk_id = item.spec.chunk_id
+        if self.closed:
+            logger.debug(f"late result for chunk {chunk_id} from {slot} after the call returned: dropped")
+            return
+        if not self.sink.chunk_done(chunk_id, slot, result, duration):
+            logger.debug(f"chunk {chunk_id}: a result was already stored; keeping the first one")
+            result = self.sink.completed_results().get(chunk_id, result)
+        with self.cond:
+            self._finished_locked(slot, item)
+            self.breaker.record(slot.node, failed=False)
+            if chunk_id in self.remaining:
+                self.remaining.discard(chunk_id)
+                if chunk_id in self.copied:  # a copy queued when its node was taken out is not needed now
+                    self.queue = [q for q in self.queue if q.spec.chunk_id != chunk_id]
+                self.results[chunk_id] = result
+                self.completed += 1
+                if self.options.progress_key:
+                    self.progress_total += _count(result.get(self.options.progress_key))
+                if self.cleanup is not None and self.completed % self.policy.cleanup_batch_size == 0:
+                    self.cleanup_due |= self.took_part - set(self.breaker.tripped)
+                    self.took_part.clear()
+            self.cond.notify_all()
+
+    def _failed(self, slot: Slot, item: QueuedChunk, failure: ChunkFailure) -> None:
+        if self.closed:
+            logger.debug(f"late failure of chunk {failure.chunk_id} on {slot} after the call returned: {failure.error}")
+            return
+        node = self.config.node(slot.node)
+        faulted = False
+        if self.probe is not None and node.gpu_kind != "cpu" and failure.kind != "bad_spec":
+            try:
+                health = self.probe(self.executors[slot.node], slot.gpu)
+                state, faulted = health_state(health), health.status == HealthStatus.FAULTED
+            except Exception as err:  # the probe failing is itself evidence (node gone), not a reason to stop
+                state = {"status": "unknown", "evidence": [f"probe failed: {err}"]}
+            failure = with_gpu_state(failure, state)
+        logger.error(describe_failure(failure, self.policy.max_attempts))
+        self.sink.chunk_failed(failure)  # stored before the chunk can be retried
+        if faulted:
+            evidence = list((failure.gpu_state or {}).get("evidence") or [])
+            reason = f"faulted after chunk {failure.chunk_id} failed ({failure.kind}): {failure.error}"[:500]
+            self._quarantine(slot, reason, evidence)
+        elif self.ledger is not None and failure.gpu_state is not None and failure.gpu_state["status"] != "unknown":
+            self.ledger.record_check(slot.node, slot.gpu, failure.gpu_state["status"], failure.gpu_state["evidence"])
+        tripped: str | None = None
+        with self.cond:
+            self.failures.append(failure)
+            superseded = self._finished_locked(slot, item)
+            if failure.retryable:
+                tripped = self.breaker.record(slot.node, failed=True)
+            if failure.kind != "transport":
+                item.hard_failures += 1
+            item.errors.append(f"{slot} {failure.kind}: {failure.error}")
+            if superseded or item.spec.chunk_id not in self.remaining:
+                pass  # another copy of this chunk is queued, running or done: nothing to retry
+            elif not failure.retryable:
+                self._set_fatal_locked(
+                    SchedulingError(f"chunk {item.spec.chunk_id} rejected as a bad job spec: {failure.error}")
+                )
+            elif out_of_attempts(item, self.policy):
+                self._set_fatal_locked(
+                    SchedulingError(
+                        f"chunk {item.spec.chunk_id} failed {item.attempts} attempts "
+                        f"({'; '.join(item.errors[-3:])}); the step is incomplete"
+                    )
+                )
+            else:
+                item.ready_at = time.monotonic() + backoff_delay(item.attempts, self.policy)
+                self.queue.insert(0, item)
+            if tripped is not None:
+                self._requeue_running_on(slot.node)
+            self.cond.notify_all()
+        if tripped is not None:
+            logger.error(f"node {slot.node} taken out for the rest of this step: {tripped}")
+            self.sink.node_tripped(slot.node, tripped)
+
+    def _quarantine(self, slot: Slot, reason: str, evidence: list[str]) -> None:
+        """Record in the ledger (so later steps skip the GPU too) and stop this call's slot."""
+        if self.ledger is not None:
+            self.ledger.quarantine(slot.node, slot.gpu, reason, evidence, "scheduler")
+        logger.error(f"GPU {slot} quarantined: {'; '.join(evidence) or reason}")
+        with self.cond:
+            if slot not in self.quarantined:
+                self.quarantined.append(slot)
+            self.cond.notify_all()
+
+    def quarantine_found(self, found: list[GpuHealth], where: str) -> None:
+        for health in found:
+            self._quarantine(Slot(health.node, health.index), f"faulted in GPU {where}", list(health.evidence))
+
+    def _finished_locked(self, slot: Slot, item: QueuedChunk) -> bool:
+        """Bookkeeping when an attempt returns; True if its chunk had been requeued elsewhere meanwhile."""
+        self.inflight[slot.node] -= 1
+        self.running.pop(slot, None)
+        if id(item) in self.superseded:
+            self.superseded.discard(id(item))
+            return True
+        return False
+
+    def _requeue_running_on(self, node: str) -> None:
+        """A node just taken out may be hung: its chunks in flight are queued again for other slots at once
+        (whichever copy returns a valid result first wins), instead of waiting out the job timeout."""
+        for slot, item in self.running.items():
+            if slot.node == node and item.spec.chunk_id in self.remaining and id(item) not in self.superseded:
+                self.superseded.add(id(item))
+                copy = QueuedChunk(item.spec, item.attempts, item.hard_failures, item.tried, 0.0, list(item.errors))
+                self.queue.insert(0, copy)
+                self.copied.add(item.spec.chunk_id)
+                logger.warning(f"chunk {item.spec.chunk_id} still running on {slot} of {node}: queued again elsewhere")
+
+    def _set_fatal(self, err: BaseException) -> None:
+        with self.cond:
+            self._set_fatal_locked(err)
+            self.cond.notify_all()
+
+    def _set_fatal_locked(self, err: BaseException) -> None:
+        if self.fatal is None:
+            self.fatal = err
+
+    def _no_slots_reason(self) -> str:
+        gone = [f"{node} ({reason})" for node, reason in self.breaker.tripped.items()]
+        gone += [f"{slot} (quarantined)" for slot in self.quarantined]
+        return (
+            f"{len(self.live)} usable slot(s) left, at least {self.min_slots} needed, with "
+            f"{len(self.remaining)} chunk(s) unfinished; taken out: {', '.join(gone) or 'slots stopped'}"
+        )

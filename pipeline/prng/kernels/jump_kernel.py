@@ -1,0 +1,91 @@
+"""numba sieve for the LCG family (lcg32, java_lcg, minstd, pcg32) via affine jump-ahead.
+
+Every draw position costs one 64-bit multiply-add whatever the offset or skip, so the filter touches only
+the first few draws of each skip for all lanes, and the rare candidates are scored draw by draw.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from pipeline.prng.kernels.common import CODE_SHIFT, LANES, NO_SURVIVOR, TASK_SEEDS, U32, U64, fastmod
+
+KIND_LCG32, KIND_JAVA, KIND_MINSTD, KIND_PCG = 0, 1, 2, 3
+MASK48 = U64((1 << 48) - 1)
+MASK32 = U64(0xFFFFFFFF)
+MINSTD_M = U64(0x7FFFFFFF)
+
+
+@njit(inline="always", cache=True)
+def start_value(kind, seed):
+    if kind == KIND_JAVA:
+        return (seed ^ U64(0x5DEECE66D)) & MASK48
+    if kind == KIND_MINSTD:
+        # seed < 2**32 = 2*M + 2: one Mersenne fold instead of a 64-bit modulo (which does not vectorise)
+        s = (seed & MINSTD_M) + ((seed >> U64(31)) & U64(1))
+        s = s - MINSTD_M if s >= MINSTD_M else s
+        return s if s != U64(0) else U64(1)
+    return seed
+
+
+@njit(inline="always", cache=True)
+def jump_output(kind, a, c, s):
+    if kind == KIND_LCG32:
+        # 32-bit lanes: twice the lanes per register of the 64-bit form
+        return U64(U32(U32(U32(a) * U32(s)) + U32(c)))
+    if kind == KIND_JAVA:
+        return ((a * s + c) & MASK48) >> U64(16)
+    if kind == KIND_MINSTD:
+        x = U64(U32(a)) * U64(U32(s))  # both < 2**31; the zero-extension lets LLVM use vpmuludq
+        x = (x & MINSTD_M) + (x >> U64(31))  # 2**31 = 1 (mod 2**31-1)
+        return x - MINSTD_M if x >= MINSTD_M else x
+    old = a * s + c
+    xs = (((old >> U64(18)) ^ old) >> U64(27)) & MASK32
+    rot = old >> U64(59)
+    return ((xs >> rot) | (xs << ((U64(32) - rot) & U64(31)))) & MASK32
+
+
+@njit(cache=True)
+def _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift):
+    n_skips, k = coef_a.shape
+    best = NO_SURVIVOR
+    best_m = -1
+    for si in range(n_skips):
+        m = 0
+        for j in range(k):
+            if fastmod(jump_output(kind, coef_a[si, j], coef_c[si, j], s), d, magic, shift) == targets[j]:
+                m += 1
+        if m >= need and m > best_m:
+            best_m = m
+            best = (si << CODE_SHIFT) | m
+    return best
+
+
+@njit(parallel=True, cache=True)
+def jump_sieve(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, code):
+    """code[i] = skip_index << 16 | matches for seed start+i, or -1. coef_*: uint64 [n_skips, k], check order."""
+    n_skips = coef_a.shape[0]
+    n_tasks = (count + TASK_SEEDS - 1) // TASK_SEEDS
+    for t in prange(n_tasks):
+        sv = np.empty(LANES, np.uint64)
+        hit = np.empty(LANES, np.uint8)
+        t1 = min(count, (t + 1) * TASK_SEEDS)
+        for b0 in range(t * TASK_SEEDS, t1, LANES):
+            base = U64(start + b0)
+            for lane in range(LANES):
+                sv[lane] = start_value(kind, base + U64(lane))
+                hit[lane] = 0
+            for si in range(n_skips):
+                for j in range(n_filter):
+                    a = coef_a[si, j]
+                    c = coef_c[si, j]
+                    tg = targets[j]
+                    for lane in range(LANES):
+                        if fastmod(jump_output(kind, a, c, sv[lane]), d, magic, shift) == tg:
+                            hit[lane] = 1
+            for lane in range(min(LANES, t1 - b0)):
+                if hit[lane]:
+                    code[b0 + lane] = _verify(kind, sv[lane], coef_a, coef_c, targets, need, d, magic, shift)
+                else:
+                    code[b0 + lane] = NO_SURVIVOR

@@ -1,0 +1,28 @@
+"""The seed sieve: which 32-bit seeds reproduce a window of draws, and at which skip.
+
+Modules: dispatch (sieve_range / verify_seeds, path choice), spec (SieveSpec, validation), fast (numba),
+torch_path (portable torch, cpu or GPU), reference (plain Python, the oracle in tests).
+"""
+
+from pipeline.prng.sieve.dispatch import (
+    GENERATORS,
+    PATHS,
+    SieveResult,
+    default_device,
+    generate,
+    sieve_range,
+    verify_seeds,
+)
+from pipeline.prng.sieve.spec import SieveSpec, SieveSpecError
+
+__all__ = [
+    "GENERATORS",
+    "PATHS",
+    "SieveResult",
+    "SieveSpec",
+    "SieveSpecError",
+    "default_device",
+    "generate",
+    "sieve_range",
+    "verify_seeds",
+]

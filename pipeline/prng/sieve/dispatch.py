@@ -1,0 +1,184 @@
+"""Seed sieve: which 32-bit seeds reproduce a window of draws, and at which skip.
+
+Public entry points for the pipeline steps and the worker. Three interchangeable paths give identical survivor
+sets: "fast" (numba kernels, cpu), "fallback" (pure torch, cpu or cuda) and "reference" (plain Python, tests
+only). "auto" picks fast on cpu when numba imports, the torch path otherwise. Heavy imports are deferred so
+that `python -m pipeline.worker` starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.prng.generators.reference import GENERATORS, generate
+from pipeline.prng.sieve.spec import MAX_SEED, SieveSpec, SieveSpecError, check_range
+
+__all__ = ["GENERATORS", "PATHS", "SieveResult", "SieveSpec", "generate", "sieve_range", "verify_seeds"]
+
+PATHS = ("auto", "fast", "fallback", "reference")
+VERIFY_CHUNK = 1 << 16
+
+
+@dataclass
+class SieveResult:
+    """Survivors as parallel int64 arrays, sorted by seed, plus how they were obtained."""
+
+    seeds: np.ndarray
+    skips: np.ndarray
+    matches: np.ndarray
+    seeds_tested: int
+    seconds: float
+    path: str
+    device: str
+
+    def __len__(self) -> int:
+        return int(self.seeds.size)
+
+    @property
+    def seeds_per_s(self) -> float:
+        return self.seeds_tested / self.seconds if self.seconds > 0 else 0.0
+
+    def survivors(self) -> list[tuple[int, int, int]]:
+        return list(zip(self.seeds.tolist(), self.skips.tolist(), self.matches.tolist(), strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "survivors": [list(s) for s in self.survivors()],
+            "survivor_count": len(self),
+            "seeds_tested": self.seeds_tested,
+            "seconds": round(self.seconds, 6),
+            "seeds_per_s": round(self.seeds_per_s, 1),
+            "path": self.path,
+            "device": self.device,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")  # NVIDIA driver, ROCm (amdkfd)
+
+
+def default_device() -> str:
+    """`cuda` when torch sees a GPU, else `cpu`.
+
+    torch takes ~2 s to import and the worker is started once per chunk, so hosts with neither driver's
+    device node are answered `cpu` without importing it (torch could not see a GPU there either).
+    """
+    if not any(os.path.exists(p) for p in GPU_DEVICE_NODES):
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def triton_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
+def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_triton: bool | None = None) -> str:
+    """Which implementation runs for a requested path on a device.
+
+    "fast" is the compiled kernel of the device: numba on cpu, the Triton MT kernel on a GPU (the LCG family
+    has no separate GPU kernel: its eager torch form is already a handful of ops per draw).
+    """
+    if path not in PATHS:
+        raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
+    on_gpu = not device.startswith("cpu")
+    if on_gpu:
+        have = triton_available() if have_triton is None else have_triton
+        need = "triton"
+    else:
+        have = numba_available() if have_numba is None else have_numba
+        need = "numba"
+    if path == "auto":
+        return "fast" if have else "fallback"
+    if path == "fast" and not have:
+        raise SieveSpecError(f"path='fast' on device={device!r} needs {need}, which is not installed; use 'fallback'")
+    return path
+
+
+def _sorted(seeds: np.ndarray, skips: np.ndarray, matches: np.ndarray) -> tuple[np.ndarray, ...]:
+    order = np.argsort(seeds, kind="stable")
+    return tuple(np.ascontiguousarray(a[order], dtype=np.int64) for a in (seeds, skips, matches))
+
+
+def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = None, path: str = "auto") -> SieveResult:
+    """Survivors among seeds [start, end), 0 <= start < end <= 2**32."""
+    start, end = check_range(start, end)
+    device = device or default_device()
+    chosen = choose_path(path, device)
+    t0 = time.perf_counter()
+    if chosen == "fast" and device.startswith("cpu"):
+        from pipeline.prng.sieve.fast import fast_sieve
+
+        arrays = fast_sieve(spec, start, end)
+    elif chosen == "fast":
+        from pipeline.prng.sieve.torch_path import torch_sieve
+
+        arrays = torch_sieve(spec, start, end, device, use_triton=True)
+    elif chosen == "fallback":
+        from pipeline.prng.sieve.torch_path import torch_sieve
+
+        arrays = torch_sieve(spec, start, end, device)
+    else:
+        from pipeline.prng.sieve.reference import reference_sieve
+
+        found = reference_sieve(spec, range(start, end))
+        arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
+    seeds, skips, matches = _sorted(*arrays)
+    return SieveResult(seeds, skips, matches, end - start, time.perf_counter() - t0, chosen, device)
+
+
+def verify_seeds(
+    spec: SieveSpec, seeds: Sequence[int] | np.ndarray, *, device: str | None = None, path: str = "auto"
+) -> SieveResult:
+    """Score an explicit candidate list (any positions); duplicates are dropped, output sorted by seed."""
+    arr = np.unique(np.asarray(seeds, dtype=np.int64).ravel())
+    if arr.size and (arr[0] < 0 or arr[-1] >= MAX_SEED):
+        raise SieveSpecError("seeds must all lie in [0, 2**32)")
+    device = device or default_device()
+    if path not in PATHS:
+        raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
+    t0 = time.perf_counter()
+    if path == "reference":
+        from pipeline.prng.sieve.reference import reference_sieve
+
+        found = reference_sieve(spec, arr.tolist())
+        arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
+        used = "reference"
+    else:
+        import torch
+
+        from pipeline.prng.sieve.torch_path import score_torch
+
+        mt_words = None
+        if not device.startswith("cpu") and triton_available():
+            from pipeline.prng.kernels.triton_mt import mt_words
+        parts = []
+        for lo in range(0, arr.size, VERIFY_CHUNK):
+            chunk = torch.from_numpy(arr[lo : lo + VERIFY_CHUNK]).to(device)
+            parts.append([t.cpu().numpy().astype(np.int64) for t in score_torch(spec, chunk, mt_words)])
+        arrays = tuple(
+            np.concatenate([p[i] for p in parts]) if parts else np.empty(0, dtype=np.int64) for i in range(3)
+        )
+        used = "fallback"
+    out = _sorted(*arrays)
+    return SieveResult(*out, seeds_tested=int(arr.size), seconds=time.perf_counter() - t0, path=used, device=device)

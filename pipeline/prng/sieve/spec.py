@@ -1,0 +1,143 @@
+"""The sieve job description shared by the pipeline steps, the worker and every kernel path.
+
+Validation lives here (one-line errors naming the field) so that a bad spec is refused before any work
+starts, on the coordinator and on the worker alike.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cluster.errors import ConfigError
+from pipeline.prng.chance import required_matches
+from pipeline.prng.generators.reference import GENERATORS
+
+MAX_SEED = 1 << 32
+MAX_WINDOW = 65535
+MAX_SKIPS = 32767
+# Stream generators (no jump-ahead) walk every output up to the last position, per candidate seed.
+MAX_STREAM_POSITION = 1 << 20
+STREAM_GENERATORS = ("mt19937", "php_mt_rand", "xorshift32")
+DIRECTIONS = ("forward", "reverse")
+
+
+class SieveSpecError(ConfigError):
+    """A sieve spec field is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SieveSpec:
+    """Which positions of which generator to compare with the window's residues.
+
+    Draw j of the window (time order) is compared with output `offset + (first_draw + j)*(skip+1) + skip`.
+    `direction` only changes the checking order (reverse starts at the newest draw); survivors are identical.
+    """
+
+    generator: str
+    residues: tuple[int, ...]
+    threshold: float
+    modulus: int = 1000
+    offset: int = 0
+    first_draw: int = 0
+    skip_min: int = 0
+    skip_max: int = 0
+    direction: str = "forward"
+
+    def __post_init__(self) -> None:
+        if self.generator not in GENERATORS:
+            raise SieveSpecError(f"spec.generator {self.generator!r} is unknown; use one of {', '.join(GENERATORS)}")
+        for name in ("modulus", "offset", "first_draw", "skip_min", "skip_max"):
+            object.__setattr__(self, name, _as_int(getattr(self, name), f"spec.{name}"))
+        object.__setattr__(
+            self, "residues", tuple(_as_int(r, f"spec.residues[{i}]") for i, r in enumerate(self.residues))
+        )
+        if not 2 <= self.modulus <= 1 << 31:
+            raise SieveSpecError(f"spec.modulus={self.modulus} must be between 2 and 2**31")
+        if not 1 <= len(self.residues) <= MAX_WINDOW:
+            raise SieveSpecError(f"spec.residues has {len(self.residues)} draws; give 1..{MAX_WINDOW}")
+        for i, r in enumerate(self.residues):
+            if not 0 <= r < self.modulus:
+                raise SieveSpecError(f"spec.residues[{i}]={r!r} must be an integer in [0, modulus={self.modulus})")
+        if self.offset < 0 or self.first_draw < 0:
+            raise SieveSpecError("spec.offset and spec.first_draw must be >= 0")
+        if not 0 <= self.skip_min <= self.skip_max:
+            raise SieveSpecError(f"spec.skip_min={self.skip_min}, skip_max={self.skip_max}: need 0 <= min <= max")
+        if self.skip_max - self.skip_min + 1 > MAX_SKIPS:
+            raise SieveSpecError(f"spec skip range has more than {MAX_SKIPS} skips; narrow skip_min..skip_max")
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or not 0 < t <= 1:
+            raise SieveSpecError(f"spec.threshold={t!r} must be a number with 0 < threshold <= 1")
+        object.__setattr__(self, "threshold", float(t))
+        if self.direction not in DIRECTIONS:
+            raise SieveSpecError(f"spec.direction={self.direction!r} must be 'forward' or 'reverse'")
+        last = self.position(self.k - 1, self.skip_max)
+        if self.generator in STREAM_GENERATORS and last >= MAX_STREAM_POSITION:
+            raise SieveSpecError(
+                f"spec.offset/first_draw/skip_max put the last draw at output {last}; {self.generator} is limited "
+                f"to positions below {MAX_STREAM_POSITION}: use a smaller offset or window"
+            )
+
+    @property
+    def k(self) -> int:
+        return len(self.residues)
+
+    @property
+    def need(self) -> int:
+        return required_matches(self.k, self.threshold)
+
+    @property
+    def skips(self) -> range:
+        return range(self.skip_min, self.skip_max + 1)
+
+    def position(self, j: int, skip: int) -> int:
+        return self.offset + (self.first_draw + j) * (skip + 1) + skip
+
+    def check_order(self) -> list[int]:
+        """Draw indices in the order the kernels test them (the filter uses the first few)."""
+        order = list(range(self.k))
+        return order[::-1] if self.direction == "reverse" else order
+
+    def filter_length(self) -> int:
+        """Draws that must contain a match: with k-need mismatches allowed, any k-need+1 draws hold one."""
+        return self.k - self.need + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["residues"] = list(self.residues)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SieveSpec:
+        if not isinstance(data, Mapping):
+            raise SieveSpecError("spec must be a JSON object")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SieveSpecError(f"spec.{unknown[0]} is not a known field; known: {', '.join(sorted(known))}")
+        for name in ("generator", "residues", "threshold"):
+            if name not in data:
+                raise SieveSpecError(f"spec.{name} is required")
+        if not isinstance(data["residues"], list | tuple):
+            raise SieveSpecError("spec.residues must be a list of integers")
+        return cls(**data)
+
+
+def _as_int(value: Any, field: str) -> int:
+    """Accept Python and numpy integers (callers pass np.int64 residues), refuse bools, floats and strings."""
+    if isinstance(value, bool):
+        raise SieveSpecError(f"{field}={value!r} must be an integer")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise SieveSpecError(f"{field}={value!r} must be an integer") from None
+
+
+def check_range(start: int, end: int) -> tuple[int, int]:
+    start, end = _as_int(start, "start"), _as_int(end, "end")
+    if not 0 <= start < end <= MAX_SEED:
+        raise SieveSpecError(f"seed range [{start}, {end}) must satisfy 0 <= start < end <= 2**32")
+    return start, end

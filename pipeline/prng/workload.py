@@ -1,0 +1,51 @@
+"""The reference workload as the engine sees it: the data section parsed into a DataSpec, the history it
+names loaded and split, and what the scheduler needs to know about the worker jobs in pipeline.prng.jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from pydantic import ValidationError
+
+from cluster.config import format_validation_error
+from cluster.errors import ConfigError
+from cluster.files import sha256_file
+from pipeline.prng.data import DataSpec, History, load_history, split
+from pipeline.workload import Workload
+
+
+@dataclass
+class PrngWorkload(Workload):
+    data: DataSpec
+    history: History
+    train: list[int]
+    holdout: list[int]
+
+    jobs_module: ClassVar[str] = "pipeline.prng.jobs"
+    progress_key: ClassVar[str | None] = "seeds_tested"
+    progress_unit: ClassVar[str] = "seeds"
+    fetch_keys: ClassVar[tuple[str, ...]] = ("survivors_file",)
+
+    @classmethod
+    def parse_data(cls, data: Mapping[str, Any], source: str) -> DataSpec:
+        try:
+            return DataSpec.model_validate(dict(data))
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(source, err)) from None
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
+        spec = cls.parse_data(data, source)
+        history = load_history(spec.history, spec.modulus)
+        train, holdout = split(history, spec.holdout_fraction)
+        return cls(spec, history, train, holdout)
+
+    def input_hashes(self) -> dict[str, str]:
+        """The history file and the data section: either changing makes every output stale."""
+        return {"history": sha256_file(self.data.history), "data": self.data.model_dump_json()}
+
+    def study_key(self) -> str:
+        return f"{self.data.generator}-{self.history.fingerprint()}"

@@ -1,0 +1,97 @@
+"""The GPU health ledger kept in the run store (the `HealthLedger` contract of cluster/gpu/ledger.py).
+
+Quarantine survives the process: a GPU the scheduler caught faulting at 3 a.m. gets no work in the
+next run either, until it passes probation or an operator releases it. Every action is also appended
+to a log table, so `watcher gpus` can show who released what and when.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cluster.gpu.ledger import QuarantineEntry
+from pipeline.store.base import StoreBase, dumps, loads, now
+
+
+class LedgerMixin(StoreBase):
+    def _log_ledger(
+        self,
+        conn: Any,
+        node: str,
+        gpu: int,
+        action: str,
+        *,
+        status: str | None = None,
+        reason: str | None = None,
+        evidence: Sequence[str] | None = None,
+        actor: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO gpu_ledger_log (node, gpu, action, status, reason, evidence, actor, time) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (node, gpu, action, status, reason, dumps(list(evidence)) if evidence is not None else None, actor, now()),
+        )
+
+    def quarantine(
+        self, node: str, gpu: int, reason: str, evidence: Sequence[str] = (), source: str = "manual"
+    ) -> None:
+        """Take a GPU out of service; quarantining it again refreshes reason and evidence, keeps `since`."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO gpu_quarantine (node, gpu, reason, evidence, source, since) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (node, gpu) DO UPDATE SET reason = excluded.reason, evidence = excluded.evidence, "
+                "source = excluded.source, ok_streak = 0",
+                (node, gpu, reason, dumps(list(evidence)), source, now()),
+            )
+            self._log_ledger(conn, node, gpu, "quarantine", reason=reason, evidence=evidence, actor=source)
+
+    def release(self, node: str, gpu: int, by: str) -> bool:
+        """Return a GPU to service; False if it was not quarantined."""
+        with self._tx() as conn:
+            cur = conn.execute("DELETE FROM gpu_quarantine WHERE node = ? AND gpu = ?", (node, gpu))
+            if cur.rowcount:
+                self._log_ledger(conn, node, gpu, "release", actor=by)
+            return cur.rowcount > 0
+
+    def record_check(self, node: str, gpu: int, status: str, evidence: Sequence[str] = ()) -> int | None:
+        """Log a health check; for a quarantined GPU returns its run of consecutive ok checks (probation)."""
+        status = str(status)
+        with self._tx() as conn:
+            self._log_ledger(conn, node, gpu, "check", status=status, evidence=evidence)
+            row = conn.execute(
+                "SELECT ok_streak FROM gpu_quarantine WHERE node = ? AND gpu = ?", (node, gpu)
+            ).fetchone()
+            if row is None:
+                return None
+            streak = row["ok_streak"] + 1 if status == "ok" else 0
+            conn.execute(
+                "UPDATE gpu_quarantine SET ok_streak = ?, last_check = ?, last_status = ? WHERE node = ? AND gpu = ?",
+                (streak, now(), status, node, gpu),
+            )
+            return streak
+
+    def entries(self) -> list[QuarantineEntry]:
+        """GPUs quarantined now."""
+        rows = self._query("SELECT * FROM gpu_quarantine ORDER BY node, gpu")
+        return [
+            QuarantineEntry(
+                node=row["node"],
+                gpu=row["gpu"],
+                reason=row["reason"],
+                evidence=tuple(loads(row["evidence"]) or ()),
+                source=row["source"],
+                since=row["since"],
+                ok_streak=row["ok_streak"],
+                last_check=row["last_check"],
+                last_status=row["last_status"],
+            )
+            for row in rows
+        ]
+
+    def ledger_log(self, node: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM gpu_ledger_log", ()
+        if node is not None:
+            sql, params = sql + " WHERE node = ?", (node,)
+        rows = self._query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+        return [{**dict(row), "evidence": loads(row["evidence"])} for row in rows]

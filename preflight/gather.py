@@ -1,0 +1,81 @@
+"""Gather: the facts preflight judges, read from every node in parallel under one deadline.
+
+Only I/O lives here (NHC's gather half): one GPU probe per node (cluster.gpu.probe), one small Python
+facts script (version, disk, memory, torch's view of the GPUs), and the sha256 of the ramdisk copies.
+What the facts mean is decided by the pure functions of preflight/evaluate.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cluster.config import ClusterConfig, NodeConfig
+from cluster.gpu.health import GpuHealth
+from cluster.gpu.probe import probe_node
+from cluster.transport.base import Executor
+from cluster.transport.fanout import fan_out_call
+
+NodeFacts = tuple[list[GpuHealth], dict[str, Any], dict[str, str | None]]
+
+FACTS_SCRIPT = r"""
+import json, os, shutil, sys
+out = {}
+try:
+    from importlib.metadata import version
+    out["version"] = version("rig-watcher")
+except Exception as e:
+    out["version"] = None
+out["free_disk_gb"] = shutil.disk_usage(".").free / 1e9
+try:
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            out["free_memory_gb"] = int(line.split()[1]) / 1e6
+except OSError:
+    pass
+if sys.argv[1] != "cpu":
+    try:
+        import torch
+        out["device_count"] = torch.cuda.device_count()
+        out["hip"] = getattr(torch.version, "hip", None)
+    except Exception as e:
+        out["torch_error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+
+def gather_node(
+    ex: Executor, node: NodeConfig, config: ClusterConfig, ramdisk: Mapping[str, str]
+) -> tuple[list[GpuHealth], dict[str, Any], dict[str, str | None]]:
+    ex.connect()
+    gpus = probe_node(ex, node, config.health)
+    python = node.interpreter()
+    want_torch = node.gpu_kind if config.health.check_torch_devices else "cpu"  # importing torch costs ~2 s
+    res = ex.run([python, "-c", FACTS_SCRIPT, want_torch], timeout=config.timeouts.command)
+    try:
+        facts = json.loads(res.stdout.strip().splitlines()[-1]) if res.stdout.strip() else {}
+    except json.JSONDecodeError:
+        facts = {}
+    if not facts:
+        facts = {"version": None, "torch_error": f"python on the node failed: {res.tail(lines=3)}"}
+    remote: dict[str, str | None] = {}
+    if ramdisk:
+        base = node.path_on_node(node.ramdisk_path).rstrip("/")
+        script = 'd=$1; shift; cd "$d" 2>/dev/null && sha256sum -- "$@" 2>/dev/null; true'
+        listing = ex.run(["sh", "-c", script, "sh", base, *ramdisk])
+        for line in listing.stdout.splitlines():
+            digest, _, name = line.partition("  ")
+            remote[name.strip()] = digest
+    return gpus, facts, remote
+
+
+def gather_all(
+    executors: Mapping[str, Executor],
+    nodes: Mapping[str, NodeConfig],
+    config: ClusterConfig,
+    ramdisk: Mapping[str, str],
+    deadline: float,
+) -> tuple[dict[str, NodeFacts], dict[str, BaseException]]:
+    """(facts per node that answered, error per node that did not), all nodes in parallel."""
+    return fan_out_call(executors, lambda ex: gather_node(ex, nodes[ex.name], config, ramdisk), deadline=deadline)
