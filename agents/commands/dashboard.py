@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,4 +29,7 @@ def dashboard_command(state_dir: Path, host: str, port: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     cmd = dashboard_command(Path(args.state_dir), args.host, args.port)
     print(f"optuna-dashboard: http://{args.host}:{args.port}/  (Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd)
+    # Replace this process: a supervisor (systemd, a test, a terminal) that stops `watcher dashboard`
+    # then stops the server itself, instead of leaving an orphan listening on the port.
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
