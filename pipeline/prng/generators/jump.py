@@ -1,16 +1,46 @@
-"""Affine jump-ahead for the LCG-family generators.
+"""Affine jump-ahead for the LCG-family presets (every `Lcg` and `Pcg` definition in families).
 
-For java_lcg, lcg32, minstd and pcg32 the internal value behind output p is `A_p * s0 + C_p (mod M)` for a
-per-seed start value s0. Precomputing (A_p, C_p) once per window lets every kernel evaluate any draw position
-with one multiply-add, so sieve cost does not grow with offset or skip.
+For these the internal value behind output p is `A_p * s0 + C_p (mod M)` for a per-seed start value s0.
+Precomputing (A_p, C_p) once per window lets every kernel evaluate any draw position with one multiply-add, so
+sieve cost does not grow with offset or skip.
 """
 
 from __future__ import annotations
 
+from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import reference as ref
 
-JUMP_GENERATORS = ("lcg32", "java_lcg", "minstd", "pcg32")
-KIND = {"lcg32": 0, "java_lcg": 1, "minstd": 2, "pcg32": 3}
+JUMP_GENERATORS = tuple(n for n, p in fam.PRESETS.items() if isinstance(p.definition, fam.Lcg | fam.Pcg))
+# numba kernel kinds (pipeline.prng.kernels.jump_kernel)
+KIND_LCG32, KIND_JAVA, KIND_MINSTD, KIND_PCG, KIND_POW2, KIND_MOD31 = 0, 1, 2, 3, 4, 5
+M31 = 2**31 - 1
+
+
+def _kind(name: str) -> int:
+    d = fam.PRESETS[name].definition
+    if isinstance(d, fam.Pcg):
+        return KIND_PCG
+    if d.m == 1 << 32 and d.seed_xor == 0 and d.out_shift == 0 and not d.zero_to_one:
+        return KIND_LCG32
+    if d.m == 1 << 48 and d.seed_xor == ref.JAVA_MULT and d.out_shift == 16 and d.out_bits == 32:
+        return KIND_JAVA
+    if d.m == M31 and d.c == 0 and d.zero_to_one and d.seed_xor == 0:
+        return KIND_MINSTD
+    if d.pow2 and d.seed_xor == 0 and not d.zero_to_one:
+        return KIND_POW2
+    if d.m == M31 and d.seed_xor == 0 and not d.zero_to_one:
+        return KIND_MOD31
+    raise ValueError(f"generator {name!r} has no jump kernel")
+
+
+KIND = {n: _kind(n) for n in JUMP_GENERATORS}
+
+
+def _definition(generator: str) -> fam.Lcg | fam.Pcg:
+    d = fam.preset(generator).definition
+    if not isinstance(d, fam.Lcg | fam.Pcg):
+        raise ValueError(f"generator {generator!r} has no affine jump")
+    return d
 
 
 def affine_power(a: int, c: int, mod: int, n: int) -> tuple[int, int]:
@@ -25,35 +55,46 @@ def affine_power(a: int, c: int, mod: int, n: int) -> tuple[int, int]:
     return big_a, big_c
 
 
+def modulus(generator: str) -> int:
+    d = _definition(generator)
+    return d.m if isinstance(d, fam.Lcg) else 1 << 64
+
+
 def coefficients(generator: str, position: int) -> tuple[int, int]:
     """(A, C) such that the internal value behind output `position` is A*start_value(seed) + C (mod modulus)."""
-    if generator == "lcg32":
-        return affine_power(ref.LCG32_MULT, ref.LCG32_ADD, 1 << 32, position + 1)
-    if generator == "java_lcg":
-        return affine_power(ref.JAVA_MULT, ref.JAVA_ADD, 1 << 48, position + 1)
-    if generator == "minstd":
-        return affine_power(ref.MINSTD_MULT, 0, ref.MINSTD_MOD, position + 1)
-    if generator == "pcg32":
-        big_a, big_c = affine_power(ref.PCG_MULT, ref.PCG_INC, 1 << 64, position)
-        # pcg32_srandom_r leaves state = MULT*seed + (INC*MULT + INC); fold that map in.
-        a1, c1 = ref.PCG_MULT, (ref.PCG_INC * ref.PCG_MULT + ref.PCG_INC) & ref.MASK64
-        return (big_a * a1) & ref.MASK64, (big_a * c1 + big_c) & ref.MASK64
-    raise ValueError(f"generator {generator!r} has no affine jump")
+    d = _definition(generator)
+    if isinstance(d, fam.Lcg):
+        return affine_power(d.a, d.c, d.m, position + 1)
+    inc = d.inc & ref.MASK64
+    steps = position + (1 if d.draw_from == "new" else 0)
+    big_a, big_c = affine_power(ref.PCG_MULT, inc, 1 << 64, steps)
+    if d.seeding == "state":
+        return big_a, big_c
+    # pcg32_srandom_r leaves state = MULT*seed + (INC*MULT + INC); fold that map in.
+    a1, c1 = ref.PCG_MULT, (inc * ref.PCG_MULT + inc) & ref.MASK64
+    return (big_a * a1) & ref.MASK64, (big_a * c1 + big_c) & ref.MASK64
 
 
 def start_value(generator: str, seed: int) -> int:
     """The per-seed value the (A, C) maps act on."""
-    if generator == "java_lcg":
-        return (seed ^ ref.JAVA_MULT) & ref.MASK48
-    if generator == "minstd":
-        return ref.minstd_state(seed)
-    return seed
+    d = _definition(generator)
+    if isinstance(d, fam.Pcg):
+        return seed
+    s = (seed ^ d.seed_xor) % d.m
+    return 1 if d.zero_to_one and s == 0 else s
 
 
 def output(generator: str, internal: int) -> int:
     """Output function applied to the internal value (the oracle for the vectorised versions)."""
-    if generator == "java_lcg":
-        return internal >> 16
-    if generator == "pcg32":
+    d = _definition(generator)
+    if isinstance(d, fam.Pcg):
         return ref.pcg32_output(internal)
-    return internal
+    return (internal >> d.out_shift) & ((1 << d.out_bits) - 1)
+
+
+def kernel_params(generator: str) -> tuple[int, int, int]:
+    """(state mask, output shift, output mask) for the generic power-of-two kind (KIND_POW2)."""
+    d = _definition(generator)
+    if isinstance(d, fam.Pcg) or not d.pow2:
+        return 0, 0, 0
+    return d.m - 1, d.out_shift, (1 << d.out_bits) - 1

@@ -2,13 +2,17 @@
 
 Deliberately naive (one seed, one output at a time, Python ints masked by hand) so that a reader can check
 each one against its published definition line by line; speed comes from pipeline.prng.fast / .torch_gen.
-Every generator maps a 32-bit seed (0 <= seed < 2**32) to a stream of unsigned outputs; position 0 is the
-first output the seeded generator returns.
+Every generator maps a 32-bit seed (0 <= seed < 2**32) to a stream of unsigned outputs (32-bit, or 64-bit for
+the presets whose draws are 64-bit: see pipeline.prng.generators.families); position 0 is the first output the
+seeded generator returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
+
+from pipeline.prng.generators import families as fam
 
 MASK32 = 0xFFFFFFFF
 MASK48 = (1 << 48) - 1
@@ -125,6 +129,138 @@ def php_mt_rand(seed: int) -> Iterator[int]:
         yield y >> 1
 
 
+def _rotl64(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & MASK64
+
+
+def lcg_stream(d: fam.Lcg, seed: int) -> Iterator[int]:
+    state = (seed ^ d.seed_xor) % d.m
+    if d.zero_to_one and state == 0:
+        state = 1
+    out_mask = (1 << d.out_bits) - 1
+    while True:
+        state = (d.a * state + d.c) % d.m
+        yield (state >> d.out_shift) & out_mask
+
+
+def pcg_stream(d: fam.Pcg, seed: int) -> Iterator[int]:
+    inc = d.inc & MASK64
+    if d.seeding == "srandom":
+        state = (inc + seed) & MASK64  # from state 0 one step gives inc
+        state = (state * PCG_MULT + inc) & MASK64
+    else:
+        state = seed & MASK64
+    while True:
+        old = state
+        state = (state * PCG_MULT + inc) & MASK64
+        yield pcg32_output(old if d.draw_from == "old" else state)
+
+
+def xorshift32_stream(d: fam.Xorshift32, seed: int) -> Iterator[int]:
+    a, b, c = d.shifts
+    x = seed & MASK32
+    while True:
+        x ^= (x << a) & MASK32
+        x ^= x >> b
+        x ^= (x << c) & MASK32
+        yield x
+
+
+def xorshift64_stream(d: fam.Xorshift64, seed: int) -> Iterator[int]:
+    a, b, c = d.shifts
+    x = seed & MASK64
+    while True:
+        x ^= x >> a
+        x ^= (x << b) & MASK64
+        x ^= x >> c
+        x = (x * d.mult) & MASK64
+        yield x if d.out == "full64" else x & MASK32
+
+
+def xorshift128_stream(d: fam.Xorshift128, seed: int) -> Iterator[int]:
+    x, (y, z, w) = seed & MASK32, d.init
+    while True:
+        t = (x ^ (x << 11)) & MASK32
+        x, y, z = y, z, w
+        w = w ^ (w >> 19) ^ t ^ (t >> 8)
+        yield w
+
+
+def mt_stream(d: fam.Mt19937, seed: int) -> Iterator[int]:
+    for y in mt19937(seed):
+        yield y >> d.out_shift
+
+
+def xoshiro256pp_stream(d: fam.Xoshiro256pp, seed: int) -> Iterator[int]:
+    s0, (s1, s2, s3) = seed & MASK64, d.init
+    while True:
+        result = (_rotl64((s0 + s3) & MASK64, 23) + s0) & MASK64
+        t = (s1 << 17) & MASK64
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = _rotl64(s3, 45)
+        yield result
+
+
+PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+
+
+def philox4x32_block(counter: tuple[int, int, int, int], key: tuple[int, int], rounds: int = 10) -> list[int]:
+    """Philox4x32-R (Random123): the four output words for one counter block."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for r in range(rounds):
+        if r:
+            k0, k1 = (k0 + PHILOX_W0) & MASK32, (k1 + PHILOX_W1) & MASK32
+        p0, p1 = PHILOX_M0 * c0, PHILOX_M1 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & MASK32
+    return [c0, c1, c2, c3]
+
+
+def philox_stream(d: fam.Philox4x32, seed: int) -> Iterator[int]:
+    key = (seed & MASK32, (seed >> 32) & MASK32)
+    i = 0
+    while True:
+        yield philox4x32_block((i & MASK32, 0, 0, 0), key, d.rounds)[0]
+        i += 1
+
+
+def sfc64_stream(d: fam.Sfc64, seed: int) -> Iterator[int]:
+    a, (b, c, counter) = seed & MASK64, d.init
+    while True:
+        tmp = (a + b + counter) & MASK64
+        counter = (counter + 1) & MASK64
+        a = b ^ (b >> 11)
+        b = (c + (c << 3)) & MASK64
+        c = (_rotl64(c, 24) + tmp) & MASK64
+        yield tmp
+
+
+_STREAMS: dict[type, Callable[..., Iterator[int]]] = {
+    fam.Lcg: lcg_stream,
+    fam.Pcg: pcg_stream,
+    fam.Xorshift32: xorshift32_stream,
+    fam.Xorshift64: xorshift64_stream,
+    fam.Xorshift128: xorshift128_stream,
+    fam.Mt19937: mt_stream,
+    fam.Xoshiro256pp: xoshiro256pp_stream,
+    fam.Philox4x32: philox_stream,
+    fam.Sfc64: sfc64_stream,
+}
+
+
+def family_stream(definition: fam.Definition) -> Callable[[int], Iterator[int]]:
+    """The plain-Python stream of any family definition (seed -> outputs)."""
+    return partial(_STREAMS[type(definition)], definition)
+
+
+# The hand-written library generators above stay the oracle for their names (each checked against published
+# vectors); every other preset runs its family's generic stream, itself checked against vectors.json and against
+# the hand-written ones on the shared definitions (tests/pipeline/test_families.py).
 REFERENCE: dict[str, Callable[[int], Iterator[int]]] = {
     "java_lcg": java_lcg,
     "lcg32": lcg32,
@@ -134,6 +270,8 @@ REFERENCE: dict[str, Callable[[int], Iterator[int]]] = {
     "mt19937": mt19937,
     "php_mt_rand": php_mt_rand,
 }
+for _name, _preset in fam.PRESETS.items():
+    REFERENCE.setdefault(_name, family_stream(_preset.definition))
 GENERATORS: tuple[str, ...] = tuple(REFERENCE)
 
 

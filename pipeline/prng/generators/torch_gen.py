@@ -1,9 +1,10 @@
 """Vectorised torch generators: outputs at chosen positions for a whole tensor of seeds (cpu or cuda).
 
-This is the portable path: it runs wherever torch runs (ROCm shows up as `cuda`). MT19937 is done in int32
-with wrap-around (torch's uint32 lacks arithmetic on cpu) and computes only the state words the requested
-positions need (pipeline.prng.generators.mt_plan), never a full 624-word twist; the LCG family uses the affine jump,
-so its cost does not depend on the positions.
+This is the portable path: it runs wherever torch runs (ROCm shows up as `cuda`). Every preset of
+pipeline.prng.generators.families is covered: 64-bit families run in int64 with wrap-around (their bit
+patterns), MT19937 is done in int32 with wrap-around (torch's uint32 lacks arithmetic on cpu) and computes only
+the state words the requested positions need (pipeline.prng.generators.mt_plan), never a full 624-word twist;
+the LCG family uses the affine jump, so its cost does not depend on the positions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import jump
 from pipeline.prng.generators import reference as ref
 from pipeline.prng.generators.mt_plan import mt_program
@@ -36,43 +38,132 @@ def _srl64(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _jump_outputs(generator: str, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
-    if generator == "java_lcg":
-        s0 = (seeds ^ ref.JAVA_MULT) & ref.MASK48
-    elif generator == "minstd":
-        s0 = seeds % ref.MINSTD_MOD
-        s0 = torch.where(s0 == 0, torch.ones_like(s0), s0)
-    else:
+    d = fam.PRESETS[generator].definition
+    if isinstance(d, fam.Pcg):
         s0 = seeds
+    elif d.pow2:
+        s0 = (seeds ^ d.seed_xor) & _i64(d.m - 1)
+    else:  # m < 2**31 (the Park-Miller modulus): products of two residues fit in int64
+        s0 = (seeds ^ d.seed_xor) % d.m
+        if d.zero_to_one:
+            s0 = torch.where(s0 == 0, torch.ones_like(s0), s0)
     rows = []
     for p in positions:
         a, c = jump.coefficients(generator, p)
-        if generator == "lcg32":
-            rows.append((s0 * a + c) & MASK32)  # int64 wraps mod 2**64; the low 32 bits stay exact
-        elif generator == "java_lcg":
-            rows.append(((s0 * a + c) & ref.MASK48) >> 16)
-        elif generator == "minstd":
-            rows.append((s0 * a) % ref.MINSTD_MOD)  # both < 2**31: the product fits in int64
-        else:  # pcg32
-            old = s0 * _i64(a) + _i64(c)
+        if isinstance(d, fam.Pcg):
+            old = s0 * _i64(a) + _i64(c)  # int64 wraps mod 2**64: the bits are the uint64 ones
             xorshifted = (_srl64(_srl64(old, 18) ^ old, 27)) & MASK32
             rot = _srl64(old, 59)
             rows.append(((xorshifted >> rot) | (xorshifted << ((32 - rot) & 31))) & MASK32)
+            continue
+        internal = (s0 * _i64(a) + _i64(c)) & _i64(d.m - 1) if d.pow2 else (s0 * a + c) % d.m
+        rows.append(_srl64(internal, d.out_shift) & ((1 << d.out_bits) - 1) if d.out_shift else internal)
     return torch.stack(rows)
 
 
-def _xorshift_outputs(seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+def _walk(
+    state: list[torch.Tensor], step: Callable[[list[torch.Tensor]], torch.Tensor], positions: Sequence[int]
+) -> torch.Tensor:
+    """Outputs at `positions` of a stream generator: `step` advances the state in place and returns the output."""
     wanted: dict[int, list[int]] = {}
     for i, p in enumerate(positions):
         wanted.setdefault(p, []).append(i)
-    out = torch.empty((len(positions), seeds.numel()), dtype=torch.int64, device=seeds.device)
-    x = seeds.clone()
+    out = torch.empty((len(positions), state[0].numel()), dtype=torch.int64, device=state[0].device)
     for p in range(max(positions) + 1):
-        x ^= (x << 13) & MASK32
-        x ^= x >> 17
-        x ^= (x << 5) & MASK32
+        value = step(state)
         for i in wanted.get(p, ()):
-            out[i] = x
+            out[i] = value
     return out
+
+
+def _rotl64(x: torch.Tensor, r: int) -> torch.Tensor:
+    return (x << r) | _srl64(x, 64 - r)
+
+
+def _xorshift_outputs(
+    seeds: torch.Tensor, positions: Sequence[int], shifts: tuple[int, int, int] = (13, 17, 5)
+) -> torch.Tensor:
+    a, b, c = shifts
+
+    def step(st: list[torch.Tensor]) -> torch.Tensor:
+        x = st[0]
+        x ^= (x << a) & MASK32
+        x ^= x >> b
+        x ^= (x << c) & MASK32
+        return x
+
+    return _walk([seeds.clone()], step, positions)
+
+
+def _xorshift64_outputs(d: fam.Xorshift64, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+    a, b, c = d.shifts
+    mult = _i64(d.mult)
+
+    def step(st: list[torch.Tensor]) -> torch.Tensor:
+        x = st[0]
+        x = x ^ _srl64(x, a)
+        x = x ^ (x << b)
+        x = x ^ _srl64(x, c)
+        st[0] = x = x * mult
+        return x if d.out == "full64" else x & MASK32
+
+    return _walk([seeds.clone()], step, positions)
+
+
+def _xorshift128_outputs(d: fam.Xorshift128, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+    def step(st: list[torch.Tensor]) -> torch.Tensor:
+        x, y, z, w = st
+        t = (x ^ (x << 11)) & MASK32
+        w2 = w ^ (w >> 19) ^ t ^ (t >> 8)
+        st[:] = [y, z, w, w2]
+        return w2
+
+    return _walk([seeds.clone(), *(torch.full_like(seeds, v) for v in d.init)], step, positions)
+
+
+def _xoshiro_outputs(d: fam.Xoshiro256pp, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+    def step(st: list[torch.Tensor]) -> torch.Tensor:
+        s0, s1, s2, s3 = st
+        result = _rotl64(s0 + s3, 23) + s0
+        t = s1 << 17
+        s2 = s2 ^ s0
+        s3 = s3 ^ s1
+        s1 = s1 ^ s2
+        s0 = s0 ^ s3
+        s2 = s2 ^ t
+        st[:] = [s0, s1, s2, _rotl64(s3, 45)]
+        return result
+
+    return _walk([seeds.clone(), *(torch.full_like(seeds, _i64(v)) for v in d.init)], step, positions)
+
+
+def _sfc64_outputs(d: fam.Sfc64, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+    def step(st: list[torch.Tensor]) -> torch.Tensor:
+        a, b, c, n = st
+        tmp = a + b + n
+        st[:] = [b ^ _srl64(b, 11), c + (c << 3), _rotl64(c, 24) + tmp, n + 1]
+        return tmp
+
+    return _walk([seeds.clone(), *(torch.full_like(seeds, _i64(v)) for v in d.init)], step, positions)
+
+
+def _philox_outputs(d: fam.Philox4x32, seeds: torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
+    """Counter-based: draw i is word 0 of the block for counter (i, 0, 0, 0), key (seed low, seed high)."""
+    rows = []
+    for p in positions:
+        c0 = torch.full_like(seeds, p & MASK32)
+        c1 = torch.zeros_like(seeds)
+        c2 = torch.zeros_like(seeds)
+        c3 = torch.zeros_like(seeds)
+        k0, k1 = seeds & MASK32, _srl64(seeds, 32) & MASK32
+        for r in range(d.rounds):
+            if r:
+                k0 = (k0 + ref.PHILOX_W0) & MASK32
+                k1 = (k1 + ref.PHILOX_W1) & MASK32
+            p0, p1 = c0 * ref.PHILOX_M0, c2 * ref.PHILOX_M1  # < 2**64: int64 wraps, bits stay exact
+            c0, c1, c2, c3 = _srl64(p1, 32) ^ c1 ^ k0, p1 & MASK32, _srl64(p0, 32) ^ c3 ^ k1, p0 & MASK32
+        rows.append(c0)
+    return torch.stack(rows)
 
 
 def _mt_words(seeds32: torch.Tensor, indices: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -145,18 +236,44 @@ def _mt_outputs(seeds: torch.Tensor, positions: Sequence[int], mt_words: MtWords
 def outputs(
     generator: str, seeds: torch.Tensor, positions: Sequence[int], *, mt_words: MtWords | None = None
 ) -> torch.Tensor:
-    """int64 tensor [len(positions), len(seeds)] of unsigned outputs; `seeds` is an int64 tensor in [0, 2**32).
+    """int64 tensor [len(positions), len(seeds)] of outputs; `seeds` is an int64 tensor in [0, 2**32).
 
+    32-bit outputs are the unsigned values; 64-bit outputs (see families.Preset.draw_bits) are their bit patterns
+    as int64 (negative when the top bit is set): reduce them with `residues`, not `%`.
     mt_words: an alternative producer of MT init words (the Triton kernel on GPUs); torch ops by default.
     """
     if not positions:
         return torch.empty((0, seeds.numel()), dtype=torch.int64, device=seeds.device)
+    if generator not in fam.PRESETS:
+        raise ValueError(f"generator {generator!r} is unknown; choose one of {', '.join(ref.GENERATORS)}")
+    d = fam.PRESETS[generator].definition
     if generator in jump.JUMP_GENERATORS:
         return _jump_outputs(generator, seeds, positions)
-    if generator == "xorshift32":
-        return _xorshift_outputs(seeds, positions)
-    if generator == "mt19937":
-        return _mt_outputs(seeds, positions, mt_words)
-    if generator == "php_mt_rand":
-        return _mt_outputs(seeds, positions, mt_words) >> 1
-    raise ValueError(f"generator {generator!r} is unknown; choose one of {', '.join(ref.GENERATORS)}")
+    if isinstance(d, fam.Xorshift32):
+        return _xorshift_outputs(seeds, positions, d.shifts)
+    if isinstance(d, fam.Mt19937):
+        out = _mt_outputs(seeds, positions, mt_words)
+        return out >> d.out_shift if d.out_shift else out
+    if isinstance(d, fam.Xorshift64):
+        return _xorshift64_outputs(d, seeds, positions)
+    if isinstance(d, fam.Xorshift128):
+        return _xorshift128_outputs(d, seeds, positions)
+    if isinstance(d, fam.Xoshiro256pp):
+        return _xoshiro_outputs(d, seeds, positions)
+    if isinstance(d, fam.Sfc64):
+        return _sfc64_outputs(d, seeds, positions)
+    return _philox_outputs(d, seeds, positions)
+
+
+def unsigned_mod(x: torch.Tensor, modulus: int) -> torch.Tensor:
+    """(x read as uint64) mod modulus for int64 bit patterns, modulus <= 2**31, without overflow."""
+    hi, lo = _srl64(x, 32), x & MASK32
+    return ((hi % modulus) * ((1 << 32) % modulus) + lo) % modulus
+
+
+def residues(
+    generator: str, seeds: torch.Tensor, positions: Sequence[int], modulus: int, *, mt_words: MtWords | None = None
+) -> torch.Tensor:
+    """outputs(...) mod modulus, reducing 64-bit outputs in full (as their kernels do)."""
+    out = outputs(generator, seeds, positions, mt_words=mt_words)
+    return unsigned_mod(out, modulus) if fam.PRESETS[generator].draw_bits == 64 else out % modulus

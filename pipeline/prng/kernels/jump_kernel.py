@@ -1,4 +1,4 @@
-"""numba sieve for the LCG family (lcg32, java_lcg, minstd, pcg32) via affine jump-ahead.
+"""numba sieve for the LCG family (every Lcg and Pcg preset) via affine jump-ahead.
 
 Every draw position costs one 64-bit multiply-add whatever the offset or skip, so the filter touches only
 the first few draws of each skip for all lanes, and the rare candidates are scored draw by draw.
@@ -11,7 +11,7 @@ from numba import njit, prange
 
 from pipeline.prng.kernels.common import CODE_SHIFT, LANES, NO_SURVIVOR, TASK_SEEDS, U32, U64, fastmod
 
-KIND_LCG32, KIND_JAVA, KIND_MINSTD, KIND_PCG = 0, 1, 2, 3
+KIND_LCG32, KIND_JAVA, KIND_MINSTD, KIND_PCG, KIND_POW2, KIND_MOD31 = 0, 1, 2, 3, 4, 5
 MASK48 = U64((1 << 48) - 1)
 MASK32 = U64(0xFFFFFFFF)
 MINSTD_M = U64(0x7FFFFFFF)
@@ -26,11 +26,15 @@ def start_value(kind, seed):
         s = (seed & MINSTD_M) + ((seed >> U64(31)) & U64(1))
         s = s - MINSTD_M if s >= MINSTD_M else s
         return s if s != U64(0) else U64(1)
+    if kind == KIND_MOD31:
+        s = (seed & MINSTD_M) + ((seed >> U64(31)) & U64(1))
+        return s - MINSTD_M if s >= MINSTD_M else s
     return seed
 
 
 @njit(inline="always", cache=True)
-def jump_output(kind, a, c, s):
+def jump_output(kind, a, c, s, pmask, pshift, pout):
+    """pmask/pshift/pout: state mask, output shift and output mask of KIND_POW2 (unused by the other kinds)."""
     if kind == KIND_LCG32:
         # 32-bit lanes: twice the lanes per register of the 64-bit form
         return U64(U32(U32(U32(a) * U32(s)) + U32(c)))
@@ -40,6 +44,13 @@ def jump_output(kind, a, c, s):
         x = U64(U32(a)) * U64(U32(s))  # both < 2**31; the zero-extension lets LLVM use vpmuludq
         x = (x & MINSTD_M) + (x >> U64(31))  # 2**31 = 1 (mod 2**31-1)
         return x - MINSTD_M if x >= MINSTD_M else x
+    if kind == KIND_POW2:
+        return (((a * s + c) & pmask) >> pshift) & pout
+    if kind == KIND_MOD31:
+        x = U64(U32(a)) * U64(U32(s)) + c  # a, s, c < 2**31: below 2**63
+        x = (x & MINSTD_M) + (x >> U64(31))
+        x = (x & MINSTD_M) + (x >> U64(31))
+        return x - MINSTD_M if x >= MINSTD_M else x
     old = a * s + c
     xs = (((old >> U64(18)) ^ old) >> U64(27)) & MASK32
     rot = old >> U64(59)
@@ -47,14 +58,15 @@ def jump_output(kind, a, c, s):
 
 
 @njit(cache=True)
-def _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift):
+def _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift, pmask, pshift, pout):
     n_skips, k = coef_a.shape
     best = NO_SURVIVOR
     best_m = -1
     for si in range(n_skips):
         m = 0
         for j in range(k):
-            if fastmod(jump_output(kind, coef_a[si, j], coef_c[si, j], s), d, magic, shift) == targets[j]:
+            v = jump_output(kind, coef_a[si, j], coef_c[si, j], s, pmask, pshift, pout)
+            if fastmod(v, d, magic, shift) == targets[j]:
                 m += 1
         if m >= need and m > best_m:
             best_m = m
@@ -62,8 +74,8 @@ def _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift):
     return best
 
 
-@njit(parallel=True, cache=True)
-def jump_sieve(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, code):
+@njit(parallel=True, cache=True, nogil=True)
+def jump_sieve(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, code, pmask, pshift, pout):
     """code[i] = skip_index << 16 | matches for seed start+i, or -1. coef_*: uint64 [n_skips, k], check order."""
     n_skips = coef_a.shape[0]
     n_tasks = (count + TASK_SEEDS - 1) // TASK_SEEDS
@@ -82,10 +94,13 @@ def jump_sieve(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, m
                     c = coef_c[si, j]
                     tg = targets[j]
                     for lane in range(LANES):
-                        if fastmod(jump_output(kind, a, c, sv[lane]), d, magic, shift) == tg:
+                        v = jump_output(kind, a, c, sv[lane], pmask, pshift, pout)
+                        if fastmod(v, d, magic, shift) == tg:
                             hit[lane] = 1
             for lane in range(min(LANES, t1 - b0)):
                 if hit[lane]:
-                    code[b0 + lane] = _verify(kind, sv[lane], coef_a, coef_c, targets, need, d, magic, shift)
+                    code[b0 + lane] = _verify(
+                        kind, sv[lane], coef_a, coef_c, targets, need, d, magic, shift, pmask, pshift, pout
+                    )
                 else:
                     code[b0 + lane] = NO_SURVIVOR

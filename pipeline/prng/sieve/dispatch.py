@@ -28,7 +28,11 @@ VERIFY_CHUNK = 1 << 16
 
 @dataclass
 class SieveResult:
-    """Survivors as parallel int64 arrays, sorted by seed, plus how they were obtained."""
+    """Survivors as parallel int64 arrays, sorted by seed, plus how they were obtained.
+
+    In variable-skip mode `skips` holds each survivor's strategy index (into spec.strategies) and
+    `skip_sequences` [n, scan] its skip per draw (-1 for draws after the scan gave up); None in fixed mode.
+    """
 
     seeds: np.ndarray
     skips: np.ndarray
@@ -37,6 +41,12 @@ class SieveResult:
     seconds: float
     path: str
     device: str
+    skip_sequences: np.ndarray | None = None
+
+    @property
+    def strategies(self) -> np.ndarray:
+        """Variable mode: the strategy index per survivor (the same array as `skips`)."""
+        return self.skips
 
     def __len__(self) -> int:
         return int(self.seeds.size)
@@ -48,8 +58,16 @@ class SieveResult:
     def survivors(self) -> list[tuple[int, int, int]]:
         return list(zip(self.seeds.tolist(), self.skips.tolist(), self.matches.tolist(), strict=True))
 
+    def variable_survivors(self) -> list[tuple[int, int, int, list[int]]]:
+        """(seed, strategy, matches, skip sequence) per survivor of a variable-skip sieve."""
+        if self.skip_sequences is None:
+            raise ValueError("variable_survivors() needs a variable-skip result")
+        return [(*s, q) for s, q in zip(self.survivors(), self.skip_sequences.tolist(), strict=True)]
+
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.skip_sequences is None else {"skip_sequences": self.skip_sequences.tolist()}
         return {
+            **extra,
             "survivors": [list(s) for s in self.survivors()],
             "survivor_count": len(self),
             "seeds_tested": self.seeds_tested,
@@ -126,6 +144,8 @@ def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = N
     device = device or default_device()
     chosen = choose_path(path, device)
     t0 = time.perf_counter()
+    if spec.variable:
+        return _variable(spec, range(start, end), device, chosen, t0)
     if chosen == "fast" and device.startswith("cpu"):
         from pipeline.prng.sieve.fast import fast_sieve
 
@@ -158,6 +178,8 @@ def verify_seeds(
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     t0 = time.perf_counter()
+    if spec.variable:
+        return _variable(spec, arr, device, "reference" if path == "reference" else "fallback", t0)
     if path == "reference":
         from pipeline.prng.sieve.reference import reference_sieve
 
@@ -182,3 +204,24 @@ def verify_seeds(
         used = "fallback"
     out = _sorted(*arrays)
     return SieveResult(*out, seeds_tested=int(arr.size), seconds=time.perf_counter() - t0, path=used, device=device)
+
+
+def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
+    """Variable-skip sieve of `seeds` (a range, or sorted unique seeds) on the chosen path."""
+    if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
+        from pipeline.prng.sieve.fast import fast_variable_sieve
+
+        arrays = fast_variable_sieve(spec, seeds.start, seeds.stop)
+    elif chosen == "reference":
+        from pipeline.prng.sieve.variable import reference_variable_sieve
+
+        found = reference_variable_sieve(spec, seeds)
+        arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
+        arrays += (np.array([f[3] for f in found], dtype=np.int64).reshape(len(found), spec.scan_length),)
+    else:  # torch, cpu or GPU (the MT init chain goes through Triton where it is installed)
+        from pipeline.prng.sieve.torch_path import torch_variable_sieve
+
+        arrays = torch_variable_sieve(spec, seeds, device)
+    order = np.argsort(arrays[0], kind="stable")
+    seeds_out, strategies, matches, sequences = (np.ascontiguousarray(a[order], dtype=np.int64) for a in arrays)
+    return SieveResult(seeds_out, strategies, matches, len(seeds), time.perf_counter() - t0, chosen, device, sequences)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import jump
 from pipeline.prng.generators.mt_plan import mt_program
 from pipeline.prng.kernels.common import fastmod_params
@@ -15,6 +16,51 @@ from pipeline.prng.sieve.spec import SieveSpec
 MT_N = 624
 MT_LANE_LIMIT = 4 * MT_N  # filter positions beyond this use the scalar kernel (the word program grows)
 CHUNK = 1 << 21  # seeds per kernel call: bounds the per-seed code array to 8 MiB
+VARIABLE_CHUNK = 1 << 16  # variable-skip calls are slower per seed; smaller calls keep progress granular
+
+
+def family_params(generator: str) -> tuple[int, np.ndarray]:
+    """(family kind, uint64 params) for pipeline.prng.kernels.family_kernel."""
+    from pipeline.prng.kernels import family_kernel as fk
+
+    d = fam.preset(generator).definition
+    p = [0] * fk.N_PARAMS
+    if isinstance(d, fam.Lcg):
+        kind = fk.FK_LCG
+        p[:8] = [d.a, d.c, d.m & fam.MASK64, d.seed_xor, int(d.zero_to_one), d.out_shift, (1 << d.out_bits) - 1,
+                 int(d.pow2)]  # fmt: skip
+        if not d.pow2 and d.m >= 1 << 32:
+            raise ValueError(f"{generator}: a non power-of-two modulus must be below 2**32")
+    elif isinstance(d, fam.Pcg):
+        kind = fk.FK_PCG
+        p[:3] = [d.inc & fam.MASK64, int(d.seeding == "srandom"), int(d.draw_from == "new")]
+    elif isinstance(d, fam.Xorshift32):
+        kind, p[:3] = fk.FK_XS32, list(d.shifts)
+    elif isinstance(d, fam.Xorshift64):
+        kind, p[:5] = fk.FK_XS64, [*d.shifts, d.mult, int(d.out == "full64")]
+    elif isinstance(d, fam.Xorshift128):
+        kind, p[:3] = fk.FK_XS128, list(d.init)
+    elif isinstance(d, fam.Mt19937):
+        kind, p[0] = fk.FK_MT, d.out_shift
+    elif isinstance(d, fam.Xoshiro256pp):
+        kind, p[:3] = fk.FK_XOSHIRO, list(d.init)
+    elif isinstance(d, fam.Philox4x32):
+        kind, p[0] = fk.FK_PHILOX, d.rounds
+    else:
+        kind, p[:3] = fk.FK_SFC, list(d.init)
+    return kind, np.array(p, dtype=np.uint64)
+
+
+def _stream_gen(generator: str) -> int | None:
+    """The specialised stream kernel's generator code, or None when the generic family kernel runs."""
+    from pipeline.prng.kernels.stream_kernel import GEN_MT, GEN_PHP, GEN_XORSHIFT
+
+    d = fam.preset(generator).definition
+    if isinstance(d, fam.Mt19937) and d.out_shift in (0, 1):
+        return GEN_PHP if d.out_shift else GEN_MT
+    if isinstance(d, fam.Xorshift32) and d.shifts == (13, 17, 5):
+        return GEN_XORSHIFT
+    return None
 
 
 class FastPlan:
@@ -31,17 +77,22 @@ class FastPlan:
         self.mod = (np.uint64(d), np.uint64(magic), np.uint64(shift))
         g = spec.generator
         self.kind = "jump" if g in jump.JUMP_GENERATORS else "stream"
+        if self.kind == "stream" and _stream_gen(g) is None:
+            self.kind = "family"
+            self.family_kind, self.params = family_params(g)
+            return
         if self.kind == "jump":
             coefs = [[jump.coefficients(g, int(p)) for p in row] for row in self.positions]
             self.coef_a = np.array([[a for a, _ in row] for row in coefs], dtype=np.uint64)
             self.coef_c = np.array([[c for _, c in row] for row in coefs], dtype=np.uint64)
             self.jump_kind = jump.KIND[g]
+            self.pow2 = tuple(np.uint64(v) for v in jump.kernel_params(g))
             return
-        from pipeline.prng.kernels.stream_kernel import GEN_MT, GEN_PHP, GEN_XORSHIFT
+        from pipeline.prng.kernels.stream_kernel import GEN_XORSHIFT
 
-        self.gen = {"mt19937": GEN_MT, "php_mt_rand": GEN_PHP, "xorshift32": GEN_XORSHIFT}[g]
+        self.gen = _stream_gen(g)
         fpos = self.positions[:, : self.n_filter]
-        if g == "xorshift32":
+        if self.gen == GEN_XORSHIFT:
             needed = sorted(set(fpos.ravel().tolist()))
             slot = {p: k for k, p in enumerate(needed)}
             ops: list[tuple[int, int, int, int]] = []
@@ -72,6 +123,22 @@ class FastPlan:
                 d,
                 magic,
                 shift,
+                code,
+                *self.pow2,
+            )
+        elif self.kind == "family":
+            from pipeline.prng.kernels.family_kernel import family_sieve
+
+            family_sieve(
+                self.family_kind,
+                self.params,
+                start,
+                count,
+                self.positions,
+                self.targets.astype(np.uint64),
+                self.n_filter,
+                self.need,
+                np.uint64(self.spec.modulus),
                 code,
             )
         elif self.lanes:
@@ -116,3 +183,60 @@ def fast_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, np.nd
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+class VariablePlan:
+    """Tables for the variable-skip kernel (pipeline.prng.kernels.family_kernel.variable_sieve)."""
+
+    def __init__(self, spec: SieveSpec) -> None:
+        from pipeline.prng.sieve.variable import miss_advance, rule_for
+
+        self.spec = spec
+        self.kind, self.params = family_params(spec.generator)
+        rule = rule_for(spec.generator)
+        miss_hi, miss_add = miss_advance(rule)
+        self.args = (
+            spec.offset,
+            np.array(spec.residues, dtype=np.uint64),
+            spec.scan_length,
+            np.array([m for m, _ in spec.strategies], dtype=np.int64),
+            np.array([t for _, t in spec.strategies], dtype=np.int64),
+            rule.adaptive,
+            miss_hi,
+            miss_add,
+        )
+
+    def run_chunk(self, start: int, count: int, code: np.ndarray | None = None) -> np.ndarray:
+        from pipeline.prng.kernels.family_kernel import variable_sieve
+
+        code = np.empty(count, dtype=np.int32) if code is None else code[:count]
+        variable_sieve(self.kind, self.params, start, count, *self.args[:2], *self.args[2:], self.spec.need,
+                       np.uint64(self.spec.modulus), code)  # fmt: skip
+        return code
+
+    def skip_sequences(self, seeds: np.ndarray) -> np.ndarray:
+        from pipeline.prng.kernels.family_kernel import variable_skips
+
+        out = np.empty((seeds.size, self.spec.scan_length), dtype=np.int64)
+        if seeds.size:
+            variable_skips(self.kind, self.params, seeds.astype(np.int64), *self.args, np.uint64(self.spec.modulus),
+                           out)  # fmt: skip
+        return out
+
+
+def fast_variable_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, ...]:
+    """(seeds, strategies, matches, skip sequences [n, scan]) of the variable-skip survivors in [start, end)."""
+    plan = VariablePlan(spec)
+    parts = []
+    buffer = np.empty(min(VARIABLE_CHUNK, end - start), dtype=np.int32)
+    for lo in range(start, end, VARIABLE_CHUNK):
+        code = plan.run_chunk(lo, min(VARIABLE_CHUNK, end - lo), buffer)
+        idx = np.flatnonzero(code >= 0)
+        if idx.size:
+            c = code[idx].astype(np.int64)
+            parts.append((idx.astype(np.int64) + lo, c >> 16, c & 0xFFFF))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy(), np.empty((0, spec.scan_length), dtype=np.int64)
+    seeds, strategies, matches = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return seeds, strategies, matches, plan.skip_sequences(seeds)

@@ -9,7 +9,8 @@ from pipeline.prng.sieve.spec import SieveSpec
 
 
 def reference_score(spec: SieveSpec, seed: int) -> tuple[int, int] | None:
-    """(best skip, matches) for one seed, or None when no skip reaches the threshold."""
+    """(best skip, matches) for one seed, or None when no skip reaches the threshold (fixed skips; the
+    variable-skip oracle is pipeline.prng.sieve.variable.reference_variable_sieve)."""
     best: tuple[int, int] | None = None
     stream = generate(spec.generator, seed, spec.position(spec.k - 1, spec.skip_max) + 1)
     for skip in spec.skips:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cluster.errors import ConfigError
 from pipeline.prng.chance import required_matches
+from pipeline.prng.generators.jump import JUMP_GENERATORS
 from pipeline.prng.generators.reference import GENERATORS
 
 MAX_SEED = 1 << 32
@@ -21,8 +22,16 @@ MAX_WINDOW = 65535
 MAX_SKIPS = 32767
 # Stream generators (no jump-ahead) walk every output up to the last position, per candidate seed.
 MAX_STREAM_POSITION = 1 << 20
-STREAM_GENERATORS = ("mt19937", "php_mt_rand", "xorshift32")
+# Every generator without an affine jump walks its stream output by output.
+STREAM_GENERATORS = tuple(g for g in GENERATORS if g not in JUMP_GENERATORS)
 DIRECTIONS = ("forward", "reverse")
+SKIP_MODES = ("fixed", "variable")
+# Their hybrid presets in dict order (strict_continuous, lenient_continuous, aggressive_reseed, balanced_hybrid,
+# extreme_tolerance): (max consecutive misses, skip tolerance); a survivor's strategy is its index here.
+PRNG_CLUSTER_STRATEGIES: tuple[tuple[int, int], ...] = ((3, 5), (10, 20), (5, 5), (7, 10), (20, 50))
+MAX_STRATEGIES = 255
+MAX_TOLERANCE = 1000
+MAX_VARIABLE_DRAWS = 2048  # their hybrid kernels never examine a draw beyond this (the score still divides by k)
 
 
 class SieveSpecError(ConfigError):
@@ -35,6 +44,10 @@ class SieveSpec:
 
     Draw j of the window (time order) is compared with output `offset + (first_draw + j)*(skip+1) + skip`.
     `direction` only changes the checking order (reverse starts at the newest draw); survivors are identical.
+
+    skip_mode="variable" searches each draw's skip instead (pipeline.prng.sieve.variable): `strategies` are
+    (max consecutive misses, skip tolerance) pairs, default their five presets; `offset` outputs are discarded
+    first; skip_min/skip_max/first_draw must stay 0 and direction forward.
     """
 
     generator: str
@@ -46,6 +59,8 @@ class SieveSpec:
     skip_min: int = 0
     skip_max: int = 0
     direction: str = "forward"
+    skip_mode: str = "fixed"
+    strategies: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.generator not in GENERATORS:
@@ -74,12 +89,53 @@ class SieveSpec:
         object.__setattr__(self, "threshold", float(t))
         if self.direction not in DIRECTIONS:
             raise SieveSpecError(f"spec.direction={self.direction!r} must be 'forward' or 'reverse'")
+        self._check_skip_mode()
+        if self.variable:
+            return
         last = self.position(self.k - 1, self.skip_max)
         if self.generator in STREAM_GENERATORS and last >= MAX_STREAM_POSITION:
             raise SieveSpecError(
                 f"spec.offset/first_draw/skip_max put the last draw at output {last}; {self.generator} is limited "
                 f"to positions below {MAX_STREAM_POSITION}: use a smaller offset or window"
             )
+
+    def _check_skip_mode(self) -> None:
+        if self.skip_mode not in SKIP_MODES:
+            raise SieveSpecError(f"spec.skip_mode={self.skip_mode!r} must be 'fixed' or 'variable'")
+        if not isinstance(self.strategies, list | tuple):
+            raise SieveSpecError("spec.strategies must be a list of [max_misses, tolerance] pairs")
+        pairs = []
+        for i, pair in enumerate(self.strategies):
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise SieveSpecError(f"spec.strategies[{i}]={pair!r} must be a [max_misses, tolerance] pair")
+            misses, tol = (_as_int(v, f"spec.strategies[{i}]") for v in pair)
+            if not 1 <= misses <= MAX_WINDOW or not 0 <= tol <= MAX_TOLERANCE:
+                raise SieveSpecError(
+                    f"spec.strategies[{i}]=({misses}, {tol}) needs 1 <= max_misses and "
+                    f"0 <= tolerance <= {MAX_TOLERANCE}"
+                )
+            pairs.append((misses, tol))
+        if self.skip_mode == "fixed":
+            if pairs:
+                raise SieveSpecError("spec.strategies is only meaningful with skip_mode='variable'")
+            object.__setattr__(self, "strategies", ())
+            return
+        if len(pairs) > MAX_STRATEGIES:
+            raise SieveSpecError(f"spec.strategies has {len(pairs)} entries; give at most {MAX_STRATEGIES}")
+        object.__setattr__(self, "strategies", tuple(pairs) or PRNG_CLUSTER_STRATEGIES)
+        if self.skip_min or self.skip_max or self.first_draw:
+            raise SieveSpecError("spec.skip_min, skip_max and first_draw must be 0 with skip_mode='variable'")
+        if self.direction != "forward":
+            raise SieveSpecError("spec.direction must be 'forward' with skip_mode='variable'")
+
+    @property
+    def variable(self) -> bool:
+        return self.skip_mode == "variable"
+
+    @property
+    def scan_length(self) -> int:
+        """Draws a variable-skip scan examines (their kernels stop at MAX_VARIABLE_DRAWS)."""
+        return min(self.k, MAX_VARIABLE_DRAWS)
 
     @property
     def k(self) -> int:
@@ -108,6 +164,10 @@ class SieveSpec:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["residues"] = list(self.residues)
+        if self.variable:
+            d["strategies"] = [list(s) for s in self.strategies]
+        else:  # fixed-skip payloads stay exactly as before the variable mode existed
+            del d["skip_mode"], d["strategies"]
         return d
 
     @classmethod

@@ -7,6 +7,8 @@ the whole window.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 
@@ -30,8 +32,8 @@ def score_torch(
     n_skips, k = len(pos), spec.k
     targets = torch.tensor([spec.residues[j] for j in spec.check_order()], dtype=torch.int64, device=seeds.device)
     flat = [p for row in pos for p in row]
-    out = torch_gen.outputs(spec.generator, seeds, flat, mt_words=mt_words).view(n_skips, k, -1)
-    matches = (out % spec.modulus == targets.view(1, k, 1)).sum(dim=1)  # [n_skips, n]
+    out = torch_gen.residues(spec.generator, seeds, flat, spec.modulus, mt_words=mt_words).view(n_skips, k, -1)
+    matches = (out == targets.view(1, k, 1)).sum(dim=1)  # [n_skips, n]
     best, best_idx = matches.max(dim=0)  # max returns the first (lowest skip) index on ties
     keep = best >= spec.need
     return seeds[keep], best_idx[keep] + spec.skip_min, best[keep]
@@ -53,8 +55,8 @@ def torch_sieve(
     parts = []
     for lo in range(start, end, chunk):
         seeds = torch.arange(lo, min(end, lo + chunk), dtype=torch.int64, device=device)
-        out = torch_gen.outputs(spec.generator, seeds, filter_pos, mt_words=mt_words)
-        hit = (out % spec.modulus == ftargets.view(-1, 1)).any(dim=0)
+        out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus, mt_words=mt_words)
+        hit = (out == ftargets.view(-1, 1)).any(dim=0)
         cand = seeds[hit]
         if cand.numel():
             parts.append([t.cpu().numpy() for t in score_torch(spec, cand, mt_words)])
@@ -62,3 +64,89 @@ def torch_sieve(
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore[return-value]
+
+
+VARIABLE_CHUNK = 1 << 12  # seeds per variable-skip step: the residue stream is [positions, seeds]
+
+
+def score_variable_torch(
+    spec: SieveSpec, seeds: torch.Tensor, mt_words: torch_gen.MtWords | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Variable-skip scan of the given seeds, all lanes in step: (seeds, strategies, matches, skips [n, scan]) of
+    those that pass. The residue stream is recomputed longer whenever an active seed's window runs past it."""
+    from pipeline.prng.sieve.variable import EXPECTED_START, miss_advance, rule_for
+
+    rule = rule_for(spec.generator)
+    miss_hi, miss_add = miss_advance(rule)
+    dev, n, scan = seeds.device, seeds.numel(), spec.scan_length
+    targets = torch.tensor(spec.residues[:scan], dtype=torch.int64, device=dev)
+    length = spec.offset + 64
+
+    def stream(length: int) -> torch.Tensor:
+        return torch_gen.residues(spec.generator, seeds, range(length), spec.modulus, mt_words=mt_words)
+
+    res = stream(length)
+    best_m = torch.zeros(n, dtype=torch.int64, device=dev)
+    best_id = torch.full((n,), -1, dtype=torch.int64, device=dev)
+    best_sk = torch.full((scan, n), -1, dtype=torch.int64, device=dev)
+    for si, (misses, tol) in enumerate(spec.strategies):
+        pos = torch.full((n,), spec.offset, dtype=torch.int64, device=dev)
+        e = torch.full((n,), EXPECTED_START, dtype=torch.int64, device=dev)
+        m = torch.zeros(n, dtype=torch.int64, device=dev)
+        run = torch.zeros(n, dtype=torch.int64, device=dev)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        sk = torch.full((scan, n), -1, dtype=torch.int64, device=dev)
+        steps = torch.arange(2 * tol + 1, dtype=torch.int64, device=dev).view(-1, 1)
+        for j in range(scan):
+            if not bool(active.any()):
+                break
+            lo = torch.where(e > tol, e - tol, torch.zeros_like(e))
+            hi = e + tol
+            need_len = int((pos + hi + 1)[active].max())
+            if need_len > length:
+                length = max(need_len, 2 * length)
+                res = stream(length)
+            cand = lo.view(1, -1) + steps  # [2*tol+1, n]
+            valid = (cand <= hi.view(1, -1)) & active.view(1, -1)
+            idx = (pos.view(1, -1) + cand).clamp(max=length - 1)
+            hit = (res.gather(0, idx) == targets[j]) & valid
+            matched = hit.any(dim=0)
+            found = lo + hit.to(torch.int8).argmax(dim=0)  # the first (smallest) matching skip
+            missed = active & ~matched
+            sk[j] = torch.where(matched, found, torch.where(missed, e if rule.adaptive else torch.zeros_like(e), sk[j]))
+            m += matched.to(torch.int64)
+            run = torch.where(matched, torch.zeros_like(run), run + missed.to(torch.int64))
+            advance = (hi if miss_hi else torch.zeros_like(hi)) + miss_add
+            pos = torch.where(matched, pos + found + 1, torch.where(missed, pos + advance, pos))
+            if rule.adaptive:
+                e = torch.where(matched, found, e)
+            stop = missed & ((run >= misses) if rule.adaptive else (run > misses))
+            active &= ~stop
+        better = m > best_m
+        best_m = torch.where(better, m, best_m)
+        best_id = torch.where(better, torch.full_like(best_id, si), best_id)
+        best_sk = torch.where(better.view(1, -1), sk, best_sk)
+    keep = (best_id >= 0) & (best_m >= spec.need)
+    return seeds[keep], best_id[keep], best_m[keep], best_sk[:, keep].T.contiguous()
+
+
+def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str) -> tuple[np.ndarray, ...]:
+    """(seeds, strategies, matches, skip sequences) of the variable-skip survivors among `seeds`."""
+    mt_words = None
+    if not device.startswith("cpu") and importlib.util.find_spec("triton") is not None:
+        from pipeline.prng.kernels.triton_mt import mt_words
+    parts = []
+    total = len(seeds)
+    for lo in range(0, total, VARIABLE_CHUNK):
+        if isinstance(seeds, range):
+            part = seeds[lo : lo + VARIABLE_CHUNK]
+            chunk = torch.arange(part.start, part.stop, dtype=torch.int64, device=device)
+        else:
+            chunk = torch.from_numpy(np.asarray(seeds[lo : lo + VARIABLE_CHUNK], dtype=np.int64)).to(device)
+        found = score_variable_torch(spec, chunk, mt_words)
+        if found[0].numel():
+            parts.append([t.cpu().numpy().astype(np.int64) for t in found])
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy(), np.empty((0, spec.scan_length), dtype=np.int64)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
