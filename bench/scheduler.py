@@ -1,6 +1,7 @@
 """Scheduler efficiency: N chunks of equal fixed work over S slots, makespan against the ideal (not a test).
 
     python bench/scheduler.py [--json] [--quick] [--chunks 1000] [--work 0.05] [--mode auto|rigs|local]
+                              [--slot-mode both|workers|per_chunk] [--stale]
 
 Each chunk is one real worker process started through the real executor, with results written to a real
 run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluster/sched_worker.py under
@@ -10,6 +11,10 @@ run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluste
                         store writes and queueing (makespan * slots - chunks * work) / chunks
   scheduler_gap_ms      per chunk, slot time outside any worker command: the scheduler's own share
   coordinator_cpu_ms    per chunk, CPU the coordinator process spent (threads, store, spawning)
+  median_dispatch_ms    median over chunks of (attempt duration - work): one chunk's own dispatch cost
+slot_mode: "workers" (long-lived slot workers, the default; python worker only: the sh one-liner does not
+speak the serve protocol) and "per_chunk" (a process per chunk), side by side with --slot-mode both.
+--stale: time from SIGSTOPping one slot worker to the stale failure (heartbeat_timeout_s 2 s).
 mode rigs uses the fake-rig harness (2 sshd rigs x 12 GPUs) when tests/integration/fakerig.py exists;
 mode local runs 2 local "nodes" x 12 slots through LocalExecutor.
 """
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -76,7 +82,16 @@ def worker_for(kind: str, work: float) -> tuple[str | None, tuple[str, ...]]:
     return "/bin/sh", ("-c", f"cat >/dev/null; sleep {work}; echo '{answer}'")
 
 
-def measure(n_chunks: int, work: float, per_node: int, mode: str, worker: str) -> dict[str, Any]:
+def _cpu_nodes(config: Any) -> Any:
+    """The bench's nodes are CPU slots: no stagger between worker starts (the issue's setting)."""
+    data = config.model_dump()
+    data["scheduler"] = {**data["scheduler"], "worker_start_stagger_s": 0}
+    return type(config).model_validate(data)
+
+
+def measure(
+    n_chunks: int, work: float, per_node: int, mode: str, worker: str, slot_mode: str = "per_chunk"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmpdir, ExitStack() as stack:
         tmp = Path(tmpdir)
         cluster = rig_cluster(stack, tmp, per_node) if mode in ("auto", "rigs") else None
@@ -85,6 +100,7 @@ def measure(n_chunks: int, work: float, per_node: int, mode: str, worker: str) -
                 raise SystemExit("fake-rig harness not available (tests/integration/fakerig.py)")
             cluster = local_cluster(tmp, per_node)
         config, executors, where = cluster
+        config = _cpu_nodes(config)
         python, argv = worker_for(worker, work)
         if python is not None:
             data = config.model_dump()
@@ -100,7 +116,7 @@ def measure(n_chunks: int, work: float, per_node: int, mode: str, worker: str) -
         self_before = resource.getrusage(resource.RUSAGE_SELF)
         report = run_chunks(
             config, chunks, sink=store.chunk_sink(run, 1), executors=executors, worker_argv=argv,
-            probe=None, cleanup=None, progress=False, label="bench",
+            probe=None, cleanup=None, progress=False, label="bench", slot_mode=slot_mode,
         )  # fmt: skip
         self_after = resource.getrusage(resource.RUSAGE_SELF)
         assert len(report.results) == n_chunks and not report.failures
@@ -108,11 +124,13 @@ def measure(n_chunks: int, work: float, per_node: int, mode: str, worker: str) -
         slots = len(report.slots_used)
         makespan = report.seconds
         ideal = n_chunks * work / slots
-        in_commands = sum(row["duration"] or 0.0 for row in store.chunk_rows(run, 1))
+        durations = [row["duration"] or 0.0 for row in store.chunk_rows(run, 1)]
+        in_commands = sum(durations)
         return {
             "bench": "scheduler",
             "where": where,
             "worker": worker,
+            "slot_mode": slot_mode,
             "chunks": n_chunks,
             "slots": slots,
             "work_s": work,
@@ -124,6 +142,58 @@ def measure(n_chunks: int, work: float, per_node: int, mode: str, worker: str) -
             "command_ms": round(in_commands / n_chunks * 1000, 2),
             "scheduler_gap_ms": round((makespan * slots - in_commands) / n_chunks * 1000, 2),
             "coordinator_cpu_ms": round(coordinator_cpu / n_chunks * 1000, 2),
+            "median_dispatch_ms": round((statistics.median(durations) - work) * 1000, 2),
+        }
+
+
+def measure_stale(per_node: int, mode: str, timeout_s: float = 2.0) -> dict[str, Any]:
+    """SIGSTOP one slot worker mid-chunk; how long until the scheduler records the stale failure."""
+    import signal
+    import threading
+
+    with tempfile.TemporaryDirectory(prefix="bench-stale-") as tmpdir, ExitStack() as stack:
+        tmp = Path(tmpdir)
+        cluster = rig_cluster(stack, tmp, per_node) if mode in ("auto", "rigs") else None
+        config, executors, where = cluster or local_cluster(tmp, per_node)
+        data = _cpu_nodes(config).model_dump()
+        data["scheduler"] = {**data["scheduler"], "heartbeat_timeout_s": timeout_s, "breaker_min_failures": 50}
+        config = type(config).model_validate(data)
+        store = stack.enter_context(RunStore(tmp / "bench.db"))
+        run = store.create_run(1)
+        stopped: dict[str, float] = {}
+
+        def stop_one() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not stopped:
+                for entry in Path("/proc").iterdir():
+                    try:
+                        env = (entry / "environ").read_bytes().split(b"\0") if entry.name.isdigit() else []
+                        cmd = (entry / "cmdline").read_bytes() if env else b""
+                    except OSError:
+                        continue
+                    # only our own rigs' worker (never another process of this machine), not its `timeout`
+                    ours = f"RIG_DIR={tmp}".encode()
+                    if b"--serve" in cmd and not cmd.startswith(b"timeout") and any(e.startswith(ours) for e in env):
+                        time.sleep(0.5)  # mid-chunk
+                        os.kill(int(entry.name), signal.SIGSTOP)
+                        stopped["at"] = time.time()
+                        return
+                time.sleep(0.05)
+
+        threading.Thread(target=stop_one, daemon=True).start()
+        chunks = [ChunkSpec.of({"value": i, "sleep": 0.3}) for i in range(12 * per_node * 2)]
+        report = run_chunks(
+            config, chunks, sink=store.chunk_sink(run, 1), executors=executors, worker_argv=worker_for("python", 0)[1],
+            probe=None, cleanup=None, progress=False, label="bench-stale",
+        )  # fmt: skip
+        stale = [f for f in report.failures if f.kind == "stale"]
+        noticed = stale[0].time - stopped["at"] if stale and stopped else None
+        return {
+            "bench": "scheduler-stale",
+            "where": where,
+            "heartbeat_timeout_s": timeout_s,
+            "noticed_after_s": round(noticed, 3) if noticed is not None else None,
+            "over_timeout_s": round(noticed - timeout_s, 3) if noticed is not None else None,
         }
 
 
@@ -136,15 +206,24 @@ def main() -> int:
     parser.add_argument("--per-node", type=int, default=12, help="slots per node (2 nodes)")
     parser.add_argument("--mode", choices=("auto", "rigs", "local"), default="auto")
     parser.add_argument("--worker", choices=("python", "sh", "both"), default="both")
+    parser.add_argument("--slot-mode", choices=("workers", "per_chunk", "both"), default="both")
+    parser.add_argument("--stale", action="store_true", help="also measure the time to notice a stopped worker")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     n_chunks = 240 if args.quick else args.chunks
+    modes = ("workers", "per_chunk") if args.slot_mode == "both" else (args.slot_mode,)
     for worker in ("sh", "python") if args.worker == "both" else (args.worker,):
-        started = time.monotonic()
-        row = measure(n_chunks, args.work, args.per_node, args.mode, worker)
-        row["bench_wall_s"] = round(time.monotonic() - started, 1)
-        show(row, args.json)
+        for slot_mode in modes:
+            if worker == "sh" and slot_mode == "workers":
+                continue  # a shell one-liner cannot serve chunk after chunk
+            started = time.monotonic()
+            row = measure(n_chunks, args.work, args.per_node, args.mode, worker, slot_mode)
+            row["bench_wall_s"] = round(time.monotonic() - started, 1)
+            show(row, args.json)
+    if args.stale:
+        row = measure_stale(args.per_node, args.mode)
+        print(json.dumps(row) if args.json else row, flush=True)
     return 0
 
 
@@ -152,7 +231,10 @@ def show(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(row), flush=True)
     else:
-        print(f"{row['chunks']} chunks x {row['work_s']} s, {row['worker']} worker, over {row['slots']} slots")
+        print(
+            f"{row['chunks']} chunks x {row['work_s']} s, {row['worker']} worker ({row['slot_mode']}), "
+            f"over {row['slots']} slots"
+        )
         print(f"  ({row['where']}, {row['cpus']} CPUs)")
         print(f"  makespan_over_ideal   {row['makespan_over_ideal']}  ({row['makespan_s']} s vs {row['ideal_s']} s)")
         print(f"  dispatch_overhead_ms  {row['dispatch_overhead_ms']:.2f}  per chunk (worker start, transport, store)")

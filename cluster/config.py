@@ -166,6 +166,20 @@ class SchedulerPolicy(_Strict):
     cleanup_batch_size: Annotated[int, Field(ge=1)] = 50
     cleanup_script: str = "scripts/cleanup_gpus.sh"
     run_cleanup: bool = True
+    # How chunks reach a slot: "workers" keeps one worker process per slot up and feeds it chunk after
+    # chunk (heartbeats, restarts); "per_chunk" starts a fresh worker for every chunk.
+    slot_mode: Literal["workers", "per_chunk"] = "workers"
+    # A slot worker silent this long while it has a chunk is declared stale: killed, its chunk retried.
+    heartbeat_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    # Seconds between two worker starts on one GPU node (simultaneous HIP initialisation on many GPUs has
+    # hung rigs); not applied on cpu nodes.
+    worker_start_stagger_s: Annotated[float, Field(ge=0, le=60)] = 1.0
+    # Share of a node's memory its slot workers may use together; with the resident size a worker reports
+    # after its first chunk this caps how many stay up on the node.
+    worker_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    # Nothing the scheduler starts runs rocm-smi on a node more often than this (failure probes reuse a
+    # recent reading, batch cleanups wait); frequent SMU queries have crashed rigs.
+    rocm_smi_min_interval_s: Annotated[float, Field(ge=0)] = 10.0
 
 
 class ClusterConfig(_Strict):

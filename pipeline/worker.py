@@ -1,4 +1,4 @@
-"""`python -m pipeline.worker JOBS_MODULE`: the worker protocol, one JSON job on stdin, one JSON line out.
+"""`python -m pipeline.worker [--serve] JOBS_MODULE`: the worker protocol, one JSON job on stdin, one JSON line out.
 
 The protocol knows no workload: JOBS_MODULE (named by the workload, e.g. `pipeline.prng.jobs`) holds a
 `JOBS` table from job kind to handler, and this module only reads the job, dispatches on its "kind",
@@ -6,13 +6,26 @@ and answers. Started once per chunk on every node, so imports are deferred to th
 Exit codes: 0 done, 2 the job is invalid (the error names the field), 1 anything unexpected (with
 traceback). Every answer is one line: {"ok": true, "kind", ...handler fields, "torch_version",
 "worker_version", "wall_seconds"} or {"ok": false, "error", ["traceback"], "wall_seconds"}.
+
+`--serve` keeps one worker per GPU slot up (cluster/scheduler/workers.py is the other end). It says hello
+first, {"hello": true, "version", "pid", "pgid", "mem_total", "protocol": 1}, then reads one envelope per
+line, {"seq", "chunk_id", "attempt", "job"}, and answers each with one frame, {"done": seq, "exit": code,
+"stdout": what the one-shot mode would have printed, "rss"}, so both modes are judged by the same code.
+While it lives, a background thread writes {"heartbeat": true, "progress", "elapsed", "busy"} every
+WATCHER_HEARTBEAT_S seconds (handlers report progress with `report_progress`). Stray writes to fd 1 go to
+stderr; a marker line on stderr ends each job's share of it. It exits when stdin closes, mid-job too, and
+(Linux) when its parent dies.
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import json
+import os
+import queue
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -21,6 +34,9 @@ from typing import Any
 from cluster.files import installed_version
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_JOB = 0, 1, 2
+PROTOCOL = 1
+STDERR_MARK = "\x1fwatcher-done "  # + seq: the end of one job's stderr in serve mode
+_progress = 0  # work done so far in the current job, as the handler last reported it
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -78,17 +94,22 @@ def handle(job: Any, jobs: Mapping[str, Handler]) -> dict[str, Any]:
     return {"ok": True, "kind": kind, **body, "torch_version": torch_version(), "worker_version": worker_version()}
 
 
-def main(argv: list[str] | None = None, stdin: Any = None, stdout: Any = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
+def report_progress(count: int) -> None:
+    """Handlers call this with the work done so far in the current job (the unit of the workload's progress
+    field); serve mode's heartbeats carry it, so the coordinator's progress moves within a chunk."""
+    global _progress
+    _progress = int(count)
+
+
+def answer(argv: list[str], read_job: Callable[[], str]) -> tuple[dict[str, Any], int]:
+    """One job, start to answer: (the reply line's object, the exit code)."""
     started = time.perf_counter()
     try:
         if len(argv) != 1:
-            raise JobError("usage: python -m pipeline.worker JOBS_MODULE (e.g. pipeline.prng.jobs)")
+            raise JobError("usage: python -m pipeline.worker [--serve] JOBS_MODULE (e.g. pipeline.prng.jobs)")
         jobs = load_jobs(argv[0])
         try:
-            job = json.loads(stdin.read())
+            job = json.loads(read_job())
         except json.JSONDecodeError as exc:
             raise JobError(f"job is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         reply, code = handle(job, jobs), EXIT_OK
@@ -101,9 +122,123 @@ def main(argv: list[str] | None = None, stdin: Any = None, stdout: Any = None) -
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             code = EXIT_UNEXPECTED
     reply["wall_seconds"] = round(time.perf_counter() - started, 6)
+    return reply, code
+
+
+def main(argv: list[str] | None = None, stdin: Any = None, stdout: Any = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--serve" in argv:
+        return serve([a for a in argv if a != "--serve"])
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    reply, code = answer(argv, stdin.read)
     stdout.write(json.dumps(reply, separators=(",", ":")) + "\n")
     stdout.flush()
     return code
+
+
+# --- serve mode ------------------------------------------------------------------------------------------
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent (the coordinator, or `timeout`) dies."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def memory_facts() -> dict[str, int]:
+    """This process's resident memory and the machine's total, in bytes (0 where /proc is not there)."""
+    facts = {"rss": 0, "mem_total": 0}
+    try:
+        with open("/proc/self/statm") as fh:
+            facts["rss"] = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    facts["mem_total"] = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return facts
+
+
+def release_gpu_memory() -> None:
+    """Between chunks: give cached GPU memory back, so the next chunk (or a cleanup) finds the GPU idle."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # a broken GPU shows up in the next job's own result, not here
+        pass
+
+
+def serve(argv: list[str]) -> int:
+    """The long-lived worker of one slot: see the module docstring for the protocol."""
+    global _progress
+    ppid = os.getppid()
+    die_with_parent()
+    if os.getppid() != ppid:  # the parent died before the kernel was told
+        return EXIT_UNEXPECTED
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)  # anything written to fd 1 from now on (C libraries, prints) lands on stderr
+    sys.stdout = sys.stderr
+    lock = threading.Lock()
+    busy_since: list[float] = []
+
+    def send(message: dict[str, Any]) -> None:
+        line = json.dumps(message, separators=(",", ":")) + "\n"
+        with lock:
+            proto.write(line)
+            proto.flush()
+
+    interval = max(0.05, float(os.environ.get("WATCHER_HEARTBEAT_S", "2") or 2))
+
+    def heartbeat() -> None:
+        while True:
+            time.sleep(interval)
+            since = busy_since[0] if busy_since else None
+            elapsed = round(time.monotonic() - since, 3) if since is not None else 0.0
+            send({"heartbeat": True, "progress": _progress, "elapsed": elapsed, "busy": since is not None})
+
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def read_stdin() -> None:
+        for raw in sys.stdin.buffer:
+            lines.put(raw)
+        os._exit(0)  # stdin closed: the coordinator is done with us (or gone), even in the middle of a job
+
+    send({"hello": True, "version": worker_version(), "pid": os.getpid(), "pgid": os.getpgrp(),
+          "mem_total": memory_facts()["mem_total"], "protocol": PROTOCOL})  # fmt: skip
+    threading.Thread(target=heartbeat, daemon=True, name="heartbeat").start()
+    threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
+    while True:
+        raw = lines.get()
+        try:
+            envelope = json.loads(raw)
+            seq, job = envelope["seq"], envelope["job"]
+        except (ValueError, KeyError, TypeError):
+            sys.stderr.write(f"pipeline.worker --serve: unreadable envelope: {raw[:200]!r}\n")
+            continue
+        os.environ["WATCHER_CHUNK_ID"] = str(envelope.get("chunk_id", ""))
+        os.environ["WATCHER_ATTEMPT"] = str(envelope.get("attempt", ""))
+        _progress = 0
+        busy_since[:] = [time.monotonic()]
+        captured = io.StringIO()
+        sys.stdout = captured
+        try:
+            reply, code = answer(argv, lambda job=job: json.dumps(job))
+            captured.write(json.dumps(reply, separators=(",", ":")) + "\n")
+        finally:
+            sys.stdout = sys.stderr
+            busy_since.clear()
+        release_gpu_memory()
+        sys.stderr.write(f"{STDERR_MARK}{seq}\n")
+        sys.stderr.flush()
+        send({"done": seq, "exit": code, "stdout": captured.getvalue(), "rss": memory_facts()["rss"]})
 
 
 if __name__ == "__main__":

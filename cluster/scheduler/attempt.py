@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,22 +80,8 @@ def health_state(health: GpuHealth) -> dict[str, Any]:
     }
 
 
-def run_attempt(
-    executor: Executor,
-    node: NodeConfig,
-    slot: Slot,
-    chunk: ChunkSpec,
-    attempt: int,
-    *,
-    options: SchedulerOptions,
-    timeout: float,
-) -> dict[str, Any] | ChunkFailure:
-    """Run the worker once; returns the validated result, or the failure (never raises for chunk faults)."""
-    argv = worker_command(node, options.worker_argv)
-    validate = options.validate
-    command = render_command(argv)
-    env = {**slot_env(node, slot.gpu), "WATCHER_CHUNK_ID": chunk.chunk_id, "WATCHER_ATTEMPT": str(attempt)}
-    stdin = json.dumps(chunk.payload)
+def chunk_failure_factory(chunk: ChunkSpec, attempt: int, slot: Slot, command: str) -> Callable[..., ChunkFailure]:
+    """`failure(kind, error, **extra)` for one attempt, its duration counted from now."""
     started = time.monotonic()
 
     def failure(kind: str, error: str, **extra: Any) -> ChunkFailure:
@@ -111,6 +97,25 @@ def run_attempt(
             **extra,
         )
 
+    return failure
+
+
+def run_attempt(
+    executor: Executor,
+    node: NodeConfig,
+    slot: Slot,
+    chunk: ChunkSpec,
+    attempt: int,
+    *,
+    options: SchedulerOptions,
+    timeout: float,
+) -> dict[str, Any] | ChunkFailure:
+    """Run the worker once; returns the validated result, or the failure (never raises for chunk faults)."""
+    argv = worker_command(node, options.worker_argv)
+    command = render_command(argv)
+    env = {**slot_env(node, slot.gpu), "WATCHER_CHUNK_ID": chunk.chunk_id, "WATCHER_ATTEMPT": str(attempt)}
+    stdin = json.dumps(chunk.payload)
+    failure = chunk_failure_factory(chunk, attempt, slot, command)
     try:
         res = executor.run(argv, stdin=stdin, env=env, timeout=timeout)
     except CommandTimeoutError as err:
@@ -118,26 +123,50 @@ def run_attempt(
     except TransportError as err:
         cause = f" (cause: {err.cause!r})" if err.cause is not None else ""
         return failure("transport", f"{err}{cause}", traceback=traceback.format_exc())
-    tail = res.tail("stderr", STDERR_TAIL_LINES)
+    return judge(
+        executor, chunk, res.exit_code, res.stdout, res.tail("stderr", STDERR_TAIL_LINES), options=options,
+        failure=failure,
+    )  # fmt: skip
+
+
+def judge(
+    executor: Executor,
+    chunk: ChunkSpec,
+    exit_code: int,
+    stdout: str,
+    stderr_tail: str | Callable[[], str],
+    *,
+    options: SchedulerOptions,
+    failure: Callable[..., ChunkFailure],
+) -> dict[str, Any] | ChunkFailure:
+    """What a finished worker's exit code, stdout and stderr tail amount to: the validated result (files
+    fetched) or the failure. Both slot modes judge through here, so their records are the same. The tail
+    may be given as a function: it is then read only when a failure needs it."""
+    validate = options.validate
+    res_exit = exit_code
+    read_tail = stderr_tail if callable(stderr_tail) else (lambda: stderr_tail)
     try:
-        answer: dict[str, Any] | None = parse_worker_output(res.stdout)
+        answer: dict[str, Any] | None = parse_worker_output(stdout)
         parse_error = ""
     except ValueError as err:
         answer, parse_error = None, str(err)
-    if answer is not None and answer.get("traceback"):
-        worker_tb = "\n".join(str(answer["traceback"]).splitlines()[-STDERR_TAIL_LINES:])
-        tail = f"{tail}\n[worker traceback]\n{worker_tb}".strip()
-    if res.exit_code != 0:
+
+    def tail() -> str:
+        text = read_tail()
+        if answer is not None and answer.get("traceback"):
+            worker_tb = "\n".join(str(answer["traceback"]).splitlines()[-STDERR_TAIL_LINES:])
+            text = f"{text}\n[worker traceback]\n{worker_tb}".strip()
+        return text
+
+    if res_exit != 0:
         said = f": {answer.get('error')}" if answer and answer.get("error") else ""
-        kind = "bad_spec" if res.exit_code == BAD_SPEC_EXIT and answer is not None else "exit"
-        return failure(
-            kind, f"worker exited with code {res.exit_code}{said}", exit_code=res.exit_code, stderr_tail=tail
-        )
+        kind = "bad_spec" if res_exit == BAD_SPEC_EXIT and answer is not None else "exit"
+        return failure(kind, f"worker exited with code {res_exit}{said}", exit_code=res_exit, stderr_tail=tail())
     if answer is None:
-        return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail)
+        return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail())
     if answer.get("ok") is not True:
         return failure(
-            "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail
+            "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail()
         )
     try:
         fetch_files(executor, answer, options.fetch_dir, options.fetch_keys, chunk.chunk_id)
@@ -151,7 +180,7 @@ def run_attempt(
                 "invalid",
                 f"result failed validation: {err}",
                 exit_code=0,
-                stderr_tail=tail,
+                stderr_tail=tail(),
                 traceback=traceback.format_exc(),
             )
     return answer

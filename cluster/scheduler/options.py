@@ -27,7 +27,9 @@ class SchedulerOptions:
     probe: a fresh look at a GPU after a failure (None: no probe); cleanup: run on a node after each batch
     (None: no cleanup); min_slots: fewer live slots than this fails the call; fetch_dir / fetch_keys: result
     fields naming a file on the node, copied to fetch_dir; progress_key / progress_unit: the result field
-    summed for the progress rate, and its unit; label: names the call in logs and errors."""
+    summed for the progress rate, and its unit; label: names the call in logs and errors; slot_mode: "workers"
+    (one long-lived worker per slot) or "per_chunk" (a process per chunk); worker_lifetime_s: the remote
+    `timeout` of a slot worker (the call's deadline; a worker is replaced between chunks before it runs out)."""
 
     worker_argv: Sequence[str]
     min_slots: int = 1
@@ -40,3 +42,5 @@ class SchedulerOptions:
     progress_key: str | None = None
     progress_unit: str = "items"
     label: str = "chunks"
+    slot_mode: str = "workers"
+    worker_lifetime_s: float = 7200.0

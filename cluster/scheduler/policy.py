@@ -139,3 +139,11 @@ class NodeBreaker:
             self.tripped[node] = reason
             return reason
         return None
+
+
+def worker_cap(mem_total: int, worker_rss: int, fraction: float, slots: int) -> int:
+    """How many slot workers of one node may be up together: `fraction` of the node's memory over one
+    worker's resident size (at least 1, at most `slots`); unknown sizes (0) mean no cap."""
+    if mem_total <= 0 or worker_rss <= 0:
+        return slots
+    return max(1, min(slots, int(mem_total * fraction // worker_rss)))

@@ -9,10 +9,16 @@ the call either returns every result or raises: partial results are never passed
     report = run_chunks(config, chunks, sink=store.chunk_sink(run_id, step), executors=executors, ...)
 
 Resume: chunks the sink already has a result for are not run again (`report.resumed` counts them).
+
+Slots run chunks through long-lived slot workers by default (`slot_mode="workers"`: one worker process per
+slot, heartbeats, restarts; see workers.py) or one process per chunk (`slot_mode="per_chunk"`); the
+keyword overrides the config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
+raises, Ctrl-C included.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,6 +69,7 @@ def run_chunks(
     fetch_keys: Sequence[str] = (),
     progress_key: str | None = None,
     progress_unit: str = "items",
+    slot_mode: str | None = None,
 ) -> ScheduleReport:
     """Run every chunk to a validated result, or raise SchedulingError / HaltRequested (never a partial report).
 
@@ -70,8 +77,8 @@ def run_chunks(
     that may take work; probe: fresh GPU state after a failure ("auto": cluster.gpu.probe.probe_gpu);
     halt_check: polled twice a second; progress: rich bar (True), log lines (False), by TTY (None); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
-    config's health.min_healthy_gpus, at least 1. The rest is described on SchedulerOptions. The error raised
-    carries `.report`.
+    config's health.min_healthy_gpus, at least 1; slot_mode: "workers" or "per_chunk" (default: the config's
+    scheduler.slot_mode). The rest is described on SchedulerOptions. The error raised carries `.report`.
     """
     started = time.monotonic()
     unique = list({c.chunk_id: c for c in chunks}.values())
@@ -94,6 +101,10 @@ def run_chunks(
             f"{label}: {len(slots)} usable slot(s), at least {min_slots} needed (health.min_healthy_gpus): the other "
             "GPUs are excluded, quarantined or on nodes without an executor; fix: check `watcher gpus` and the config"
         )
+    mode = slot_mode or config.scheduler.slot_mode
+    if mode not in ("workers", "per_chunk"):
+        raise SchedulingError(f"{label}: slot_mode {mode!r} is unknown; use 'workers' or 'per_chunk'")
+    rounds = math.ceil(len(todo) / len(slots)) if slots else 1
     options = SchedulerOptions(
         worker_argv=tuple(worker_argv),
         min_slots=min_slots,
@@ -106,20 +117,25 @@ def run_chunks(
         progress_key=progress_key,
         progress_unit=progress_unit,
         label=label,
+        slot_mode=mode,
+        worker_lifetime_s=config.timeouts.job * (rounds + 1) * config.scheduler.max_attempts,
     )
     sched = SlotScheduler(config, todo, slots, sink=sink, executors=executors, options=options)
     bar = Progress(len(todo), label=label, enabled=progress, unit=progress_unit)
     threads = [
         threading.Thread(target=sched.slot_loop, args=(slot,), name=f"slot-{slot}", daemon=True) for slot in slots
     ]
-    logger.info(f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s)")
+    logger.info(
+        f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) ({mode})"
+    )
     for thread in threads:
         thread.start()
     try:
         while True:
             with sched.cond:
                 sched.cond.wait_for(lambda: not sched.remaining or sched.fatal is not None or not sched.live, 0.5)
-                done, nfail, counted = sched.completed, len(sched.failures), sched.progress_total
+                done, nfail = sched.completed, len(sched.failures)
+                counted = sched.progress_total + sum(sched.live_progress.values())
                 finished = not sched.remaining or sched.fatal is not None or not sched.live
             bar.update(done, nfail, counted)
             if finished:
@@ -135,6 +151,7 @@ def run_chunks(
             sched.fatal = sched.fatal or err
             sched.closed = True
             sched.cond.notify_all()
+        sched.stop_workers(wait=1.0)  # nothing may keep running on the nodes
         raise
     finally:
         bar.close()
@@ -147,6 +164,8 @@ def run_chunks(
             thread.join(ABORT_GRACE_S if sched.fatal is not None else None)
     with sched.cond:
         sched.closed = True
+        sched.cond.notify_all()
+    sched.stop_workers()  # every slot worker, before the last cleanup and before returning
     if sched.cleanup is not None:
         nodes = {n: executors[n] for n in (sched.took_part | sched.cleanup_due) - set(sched.breaker.tripped)}
         sched.quarantine_found(run_cleanups(sched.cleanup, nodes), "cleanup")

@@ -1,8 +1,12 @@
 """The slot threads of one `run_chunks` call and the state they share under one condition variable.
 
 Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules in scheduler_policy),
-run it (scheduler_attempt), then record the outcome. The order inside `_failed` is the contract: log
-in full, store, quarantine if the GPU shows faults, and only then put the chunk back on the queue.
+run it through the slot's `SlotRunner` (runner.py: a long-lived worker, or a process per chunk), then
+record the outcome. The order inside `_failed` is the contract: log in full, store, quarantine if the GPU
+shows faults, and only then put the chunk back on the queue. The scheduler is also its runners'
+`SlotHost`: it staggers worker starts per GPU node, caps live workers per node by memory, stops a node's
+workers before its cleanup, and keeps rocm-smi (failure probes, batch cleanups) to one use per
+`rocm_smi_min_interval_s` per node.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from cluster.config import ClusterConfig
 from cluster.errors import SchedulingError
 from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.gpu.ledger import HealthLedger
-from cluster.scheduler.attempt import describe_failure, health_state, run_attempt, with_gpu_state
+from cluster.scheduler.attempt import describe_failure, health_state, with_gpu_state
 from cluster.scheduler.cleanup import run_cleanups
 from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions
 from cluster.scheduler.policy import (
@@ -28,8 +32,11 @@ from cluster.scheduler.policy import (
     next_ready_time,
     out_of_attempts,
     pick_next,
+    worker_cap,
 )
+from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
 from cluster.scheduler.types import ChunkFailure, ChunkSink, ChunkSpec, Slot
+from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
 
 
@@ -79,6 +86,77 @@ class SlotScheduler:
         self.fatal: BaseException | None = None
         self.halting = False
         self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
+        self.runners: dict[Slot, SlotRunner] = {slot: self._runner(slot) for slot in slots}
+        self.parked: set[Slot] = set()  # slots stopped to keep their node's workers within its memory
+        self.worker_caps: dict[str, int] = {}
+        self.worker_rss: dict[str, int] = {}
+        self.live_progress: dict[Slot, int] = {}  # progress of chunks in flight, from heartbeats
+        self.next_start: dict[str, float] = {}
+        self.smi_used: dict[str, float] = {}  # node -> when rocm-smi last ran there for this call
+        self.probe_cache: dict[Slot, GpuHealth] = {}
+
+    def _runner(self, slot: Slot) -> SlotRunner:
+        node, executor = self.config.node(slot.node), self.executors[slot.node]
+        if self.options.slot_mode == "per_chunk":
+            return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts)
+        return WorkerRunner(
+            executor, node, slot, options=self.options, policy=self.policy, timeouts=self.config.timeouts,
+            host=self, lifetime_s=self.options.worker_lifetime_s,
+        )  # fmt: skip
+
+    # --- SlotHost: what the runners ask of the scheduler ----------------------------------------------
+    def start_turn(self, slot: Slot) -> bool:
+        """Worker starts on a GPU node are `worker_start_stagger_s` apart (none on cpu nodes)."""
+        stagger = self.policy.worker_start_stagger_s if self.config.node(slot.node).gpu_kind != "cpu" else 0.0
+        with self.cond:
+            now = time.monotonic()
+            at = max(now, self.next_start.get(slot.node, 0.0))
+            self.next_start[slot.node] = at + stagger
+            while True:
+                if self.closed or self.fatal is not None:
+                    return False
+                wait = at - time.monotonic()
+                if wait <= 0:
+                    return True
+                self.cond.wait(min(wait, 0.5))
+
+    def chunk_progress(self, slot: Slot, count: int) -> None:
+        with self.cond:
+            if slot in self.running:
+                self.live_progress[slot] = count
+
+    def worker_memory(self, slot: Slot, rss: int, mem_total: int) -> None:
+        if rss <= 0 or mem_total <= 0:
+            return
+        with self.cond:
+            self.worker_rss[slot.node] = max(rss, self.worker_rss.get(slot.node, 0))
+            slots = sum(1 for s in self.slots if s.node == slot.node)
+            cap = worker_cap(mem_total, self.worker_rss[slot.node], self.policy.worker_memory_fraction, slots)
+            if cap < slots and self.worker_caps.get(slot.node) != cap:
+                logger.warning(
+                    f"{slot.node}: slot workers use up to {self.worker_rss[slot.node] / 2**20:.0f} MiB each; "
+                    f"{cap} of {slots} may be up together ({self.policy.worker_memory_fraction:.0%} of "
+                    f"{mem_total / 2**30:.1f} GiB)"
+                )
+            self.worker_caps[slot.node] = cap
+
+    def stop_workers(self, node: str | None = None, wait: float = 2.0) -> None:
+        """Stop the slot workers of one node (before its cleanup) or of every node (end of the call)."""
+        stop_runners([r for s, r in self.runners.items() if node is None or s.node == node], wait)
+
+    def _over_cap_locked(self, slot: Slot) -> bool:
+        cap = self.worker_caps.get(slot.node)
+        if cap is None:
+            return False
+        active = sorted(s for s in self.live if s.node == slot.node)
+        return len(active) > cap and slot == active[-1]
+
+    def _smi_free_locked(self, node: str, now: float) -> bool:
+        """Whether rocm-smi may run on `node` now (always on nodes that are not ROCm)."""
+        if self.config.node(node).gpu_kind != "rocm":
+            return True
+        last = self.smi_used.get(node)
+        return last is None or now - last >= self.policy.rocm_smi_min_interval_s
 
     # --- slot threads -----------------------------------------------------------------------------
     def slot_loop(self, slot: Slot) -> None:
@@ -90,6 +168,9 @@ class SlotScheduler:
                 kind, value = action
                 if kind == "cleanup":
                     try:
+                        self.stop_workers(value)  # cleanup_gpus.sh needs the GPUs idle
+                        with self.cond:
+                            self.smi_used[value] = time.monotonic()
                         self.quarantine_found(run_cleanups(self.cleanup, {value: self.executors[value]}), "cleanup")
                     finally:
                         with self.cond:
@@ -105,9 +186,11 @@ class SlotScheduler:
             logger.opt(exception=err).error(f"scheduler slot {slot} stopped by an unexpected error: {err}")
             self._set_fatal(err)
         finally:
+            self.runners[slot].stop()
             with self.cond:
                 self.live.discard(slot)
-                if self.remaining and len(self.live) < self.min_slots and self.fatal is None and not self.halting:
+                usable = len(self.live) + len(self.parked)
+                if self.remaining and usable < self.min_slots and self.fatal is None and not self.halting:
                     self.fatal = SchedulingError(self._no_slots_reason())
                 self.cond.notify_all()
 
@@ -117,6 +200,11 @@ class SlotScheduler:
                 if self.fatal is not None or self.halting or not self.remaining:
                     return None
                 if slot.node in self.breaker.tripped or slot in self.quarantined:
+                    return None
+                if self._over_cap_locked(slot):
+                    self.parked.add(slot)
+                    self.live.discard(slot)
+                    logger.warning(f"slot {slot} stops: its node's memory fits {self.worker_caps[slot.node]} workers")
                     return None
                 if slot.node in self.cleanup_due:
                     if self.inflight[slot.node] == 0 and slot.node not in self.cleaning:
@@ -145,21 +233,33 @@ class SlotScheduler:
                 f"(earlier slots: {', '.join(sorted(map(str, item.tried - {slot})))})"
             )
         self.sink.attempt_started(chunk.chunk_id, attempt, slot)
-        node = self.config.node(slot.node)
         began = time.monotonic()
-        outcome = run_attempt(
-            self.executors[slot.node],
-            node,
-            slot,
-            chunk,
-            attempt,
-            options=self.options,
-            timeout=self.config.timeouts.job,
-        )
+        try:
+            outcome = self.runners[slot].run(chunk, attempt)
+        except WorkerRefused as refused:
+            self._refused(slot, item, refused.reason)
+            return
         if isinstance(outcome, ChunkFailure):
             self._failed(slot, item, outcome)
         else:
             self._succeeded(slot, item, outcome, time.monotonic() - began)
+
+    def _refused(self, slot: Slot, item: QueuedChunk, reason: str) -> None:
+        """The node's worker cannot be used: the node is out for this call; the chunk goes back untried."""
+        logger.error(f"node {slot.node} taken out for the rest of this step: {reason}")
+        with self.cond:
+            self._finished_locked(slot, item)
+            item.attempts -= 1
+            item.tried = item.tried - {slot}
+            if item.spec.chunk_id in self.remaining:
+                self.queue.insert(0, item)
+            first = slot.node not in self.breaker.tripped
+            if first:
+                self.breaker.tripped[slot.node] = reason
+                self._requeue_running_on(slot.node)
+            self.cond.notify_all()
+        if first:
+            self.sink.node_tripped(slot.node, reason)
 
     def _succeeded(self, slot: Slot, item: QueuedChunk, result: dict[str, Any], duration: float) -> None:
         chunk_id = item.spec.chunk_id
@@ -181,8 +281,10 @@ class SlotScheduler:
                 if self.options.progress_key:
                     self.progress_total += _count(result.get(self.options.progress_key))
                 if self.cleanup is not None and self.completed % self.policy.cleanup_batch_size == 0:
-                    self.cleanup_due |= self.took_part - set(self.breaker.tripped)
-                    self.took_part.clear()
+                    now = time.monotonic()
+                    due = {n for n in self.took_part - set(self.breaker.tripped) if self._smi_free_locked(n, now)}
+                    self.cleanup_due |= due
+                    self.took_part -= due
             self.cond.notify_all()
 
     def _failed(self, slot: Slot, item: QueuedChunk, failure: ChunkFailure) -> None:
@@ -193,8 +295,17 @@ class SlotScheduler:
         faulted = False
         if self.probe is not None and node.gpu_kind != "cpu" and failure.kind != "bad_spec":
             try:
-                health = self.probe(self.executors[slot.node], slot.gpu)
-                state, faulted = health_state(health), health.status == HealthStatus.FAULTED
+                health = self._probe(slot)
+                if health is None:
+                    state = {
+                        "status": "unknown",
+                        "evidence": [
+                            f"not probed: rocm-smi ran on {slot.node} less than "
+                            f"{self.policy.rocm_smi_min_interval_s:g} s ago (rocm_smi_min_interval_s)"
+                        ],
+                    }
+                else:
+                    state, faulted = health_state(health), health.status == HealthStatus.FAULTED
             except Exception as err:  # the probe failing is itself evidence (node gone), not a reason to stop
                 state = {"status": "unknown", "evidence": [f"probe failed: {err}"]}
             failure = with_gpu_state(failure, state)
@@ -238,6 +349,23 @@ class SlotScheduler:
             logger.error(f"node {slot.node} taken out for the rest of this step: {tripped}")
             self.sink.node_tripped(slot.node, tripped)
 
+    def _probe(self, slot: Slot) -> GpuHealth | None:
+        """A fresh look at the slot's GPU, or, within rocm_smi_min_interval_s of the node's last rocm-smi, the
+        reading taken then (None if that reading did not cover this GPU)."""
+        assert self.probe is not None
+        with self.cond:
+            now = time.monotonic()
+            fresh = self._smi_free_locked(slot.node, now)
+            if fresh:
+                self.smi_used[slot.node] = now
+            cached = self.probe_cache.get(slot)
+        if not fresh:
+            return cached
+        health = self.probe(self.executors[slot.node], slot.gpu)
+        with self.cond:
+            self.probe_cache[slot] = health
+        return health
+
     def _quarantine(self, slot: Slot, reason: str, evidence: list[str]) -> None:
         """Record in the ledger (so later steps skip the GPU too) and stop this call's slot."""
         if self.ledger is not None:
@@ -256,6 +384,7 @@ class SlotScheduler:
         """Bookkeeping when an attempt returns; True if its chunk had been requeued elsewhere meanwhile."""
         self.inflight[slot.node] -= 1
         self.running.pop(slot, None)
+        self.live_progress.pop(slot, None)
         if id(item) in self.superseded:
             self.superseded.discard(id(item))
             return True

@@ -7,11 +7,14 @@ always our own `TransportError` subclasses naming the node.
 
 from __future__ import annotations
 
+import queue
 import shlex
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cluster.config import NodeConfig
 
@@ -41,6 +44,87 @@ class CommandResult:
     def tail(self, stream: str = "stderr", lines: int = 20) -> str:
         text = self.stderr if stream == "stderr" else self.stdout
         return "\n".join(text.splitlines()[-lines:])
+
+
+class Session(ABC):
+    """A command started with `Executor.start` and left running: its stdin stays open for more input, and its
+    output comes back as events, one per line, as it arrives (the long-lived slot workers use this).
+
+    Events, read with `read(timeout)`: ("out", line) and ("err", line) without the newline, then exactly one
+    ("exit", code) once the process has ended and its output is drained; code is None when the connection
+    was lost, negative (-signal) for a local process ended by a signal. Implementations push events from
+    their own reader threads; `write` raises TransportError when the process or the link is gone.
+    """
+
+    def __init__(self, node: str, command: str) -> None:
+        self.node = node
+        self.command = command
+        self.exit_code: int | None = None
+        self.timed_out = False  # the session's own deadline (its `timeout` argument) ended it
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._ended = threading.Event()
+
+    def read(self, timeout: float | None) -> tuple[str, Any] | None:
+        """The next event, or None if none came within `timeout` seconds."""
+        try:
+            return self._events.get(timeout=None if timeout is None else max(timeout, 0.0))
+        except queue.Empty:
+            return None
+
+    def push_back(self, event: tuple[str, Any]) -> None:
+        """Return an event read too early; the next `read` sees it again (after any already queued)."""
+        self._events.put(event)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the process to end (without consuming events); True once it has."""
+        return self._ended.wait(timeout)
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def _push(self, kind: str, value: Any) -> None:
+        self._events.put((kind, value))
+
+    def _finish(self, code: int | None) -> None:
+        if not self._ended.is_set():
+            self.exit_code = code
+            self._ended.set()
+            self._events.put(("exit", code))
+
+    @abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send bytes to the process's stdin."""
+
+    @abstractmethod
+    def close_stdin(self) -> None:
+        """End of input: a well-behaved worker exits when it reads EOF."""
+
+    @abstractmethod
+    def kill(self) -> None:
+        """End the process now (locally its whole process group; remotely its channel); idempotent."""
+
+
+class LineSplitter:
+    """Turns chunks of bytes into complete lines for a session's events (a partial line waits for more)."""
+
+    def __init__(self, push: Any, kind: str) -> None:
+        self._push = push
+        self._kind = kind
+        self._buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if b"\n" not in data:
+            return
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self._push(self._kind, line.decode("utf-8", "replace").rstrip("\r"))
+
+    def close(self) -> None:
+        if self._buf:
+            self._push(self._kind, self._buf.decode("utf-8", "replace"))
+            self._buf = b""
 
 
 class Executor(ABC):
@@ -73,6 +157,18 @@ class Executor(ABC):
     @abstractmethod
     def get(self, remote: str, local: Path) -> None:
         """Copy a remote file to `local` atomically."""
+
+    def start(
+        self,
+        cmd: Command,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: str | None = None,
+    ) -> Session:
+        """Start `cmd` and return at once with a `Session` (stdin open, output streamed as lines); `timeout`
+        bounds the whole process's life (remotely through coreutils `timeout`, as `run` does)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot start long-lived sessions")
 
     def connect(self) -> None:  # noqa: B027 - optional hook, a no-op where nothing connects
         """Make sure the node can be reached and we are let in (preflight's reachability check).

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from cluster.errors import CommandTimeoutError, TransportError
-from cluster.transport.base import Command, CommandResult, Executor, render_command
+from cluster.transport.base import Command, CommandResult, Executor, LineSplitter, Session, render_command
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -25,6 +28,78 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class LocalSession(Session):
+    """A local process in its own process group (an argv is exec'd directly, without a shell, so the worker's
+    parent is the coordinator itself and it can ask the kernel to end it with its parent)."""
+
+    def __init__(self, node: str, command: str, proc: subprocess.Popen[bytes], timeout: float | None) -> None:
+        super().__init__(node, command)
+        self.proc = proc
+        self.pid = proc.pid
+        self._write_lock = threading.Lock()
+        readers = [
+            threading.Thread(target=self._pump, args=(proc.stdout, "out"), daemon=True, name=f"{node}-out"),
+            threading.Thread(target=self._pump, args=(proc.stderr, "err"), daemon=True, name=f"{node}-err"),
+        ]
+        for reader in readers:
+            reader.start()
+        threading.Thread(target=self._reap, args=(readers,), daemon=True, name=f"{node}-reap").start()
+        self._timer: threading.Timer | None = None
+        if timeout:
+            self._timer = threading.Timer(timeout, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _pump(self, stream: IO[bytes] | None, kind: str) -> None:
+        if stream is None:
+            return
+        splitter = LineSplitter(self._push, kind)
+        fd = stream.fileno()
+        try:
+            while data := os.read(fd, 1 << 16):
+                splitter.feed(data)
+        except OSError:
+            pass
+        splitter.close()
+
+    def _reap(self, readers: list[threading.Thread]) -> None:
+        for reader in readers:
+            reader.join()
+        code = self.proc.wait()
+        if self._timer is not None:
+            self._timer.cancel()
+        for stream in (self.proc.stdout, self.proc.stderr, self.proc.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._finish(code)
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.kill()
+
+    def write(self, data: bytes) -> None:
+        stdin = self.proc.stdin
+        try:
+            with self._write_lock:
+                if stdin is None or stdin.closed:
+                    raise TransportError(self.node, "the process's stdin is closed")
+                stdin.write(data)
+                stdin.flush()
+        except (OSError, ValueError) as err:
+            raise TransportError(self.node, f"cannot write to the process: {err}", cause=err) from None
+
+    def close_stdin(self) -> None:
+        with self._write_lock, contextlib.suppress(OSError, ValueError):
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 class LocalExecutor(Executor):
@@ -86,6 +161,31 @@ class LocalExecutor(Executor):
             except subprocess.TimeoutExpired:
                 continue
         proc.communicate()
+
+    def start(
+        self,
+        cmd: Command,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: str | None = None,
+    ) -> Session:
+        line = render_command(cmd)
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(a) for a in cmd]
+        full_env = {**os.environ, **self.node.env, **(env or {})}
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                cwd=os.path.expanduser(cwd or self.node.workdir),
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise TransportError(self.name, f"cannot start local process: {err}", cause=err) from err
+        return LocalSession(self.name, line, proc, timeout)
 
     def put(self, local: Path, remote: str) -> None:
         _atomic_copy(Path(local), Path(os.path.expanduser(remote)))

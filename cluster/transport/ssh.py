@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
@@ -34,7 +36,7 @@ from cluster.errors import (
     NodeUnreachableError,
     TransportError,
 )
-from cluster.transport.base import Command, CommandResult, Executor, render_command
+from cluster.transport.base import Command, CommandResult, Executor, LineSplitter, Session, render_command
 
 # paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -111,6 +113,68 @@ class _Connection:
     def alive(self) -> bool:
         transport = self.transport
         return transport is not None and transport.is_active()
+
+
+class SSHSession(Session):
+    """One channel left open: stdin written as needed, stdout and stderr streamed back line by line by one
+    reader thread. The remote command runs under `timeout` like every other; closing the channel (or losing
+    the link) closes the remote process's stdin, which is how a slot worker learns to exit."""
+
+    def __init__(self, node: str, command: str, chan: paramiko.Channel, release: Any) -> None:
+        super().__init__(node, command)
+        self.chan = chan
+        self._release = release
+        self._write_lock = threading.Lock()
+        threading.Thread(target=self._pump, daemon=True, name=f"{node}-session").start()
+
+    def _pump(self) -> None:
+        out, err = LineSplitter(self._push, "out"), LineSplitter(self._push, "err")
+        chan, code = self.chan, None
+        try:
+            while True:
+                busy = False
+                while chan.recv_ready():
+                    data = chan.recv(1 << 16)
+                    if not data:
+                        break
+                    out.feed(data)
+                    busy = True
+                while chan.recv_stderr_ready():
+                    err.feed(chan.recv_stderr(1 << 16))
+                    busy = True
+                if busy:
+                    continue
+                if chan.exit_status_ready() and chan.eof_received:
+                    code = chan.recv_exit_status()
+                    break
+                if chan.closed or chan.get_transport() is None or not chan.get_transport().is_active():
+                    code = chan.recv_exit_status() if chan.exit_status_ready() else None
+                    break
+                select.select([chan], [], [], 0.01 if chan.eof_received else 0.5)
+        except (paramiko.SSHException, EOFError, OSError):
+            code = None
+        finally:
+            out.close()
+            err.close()
+            with contextlib.suppress(Exception):
+                chan.close()
+            self._release()
+        self._finish(-1 if code == -1 else code)
+
+    def write(self, data: bytes) -> None:
+        try:
+            with self._write_lock:
+                self.chan.sendall(data)
+        except (paramiko.SSHException, EOFError, OSError) as err:
+            raise TransportError(self.node, f"cannot write to the remote process: {err}", cause=err) from None
+
+    def close_stdin(self) -> None:
+        with self._write_lock, contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+            self.chan.shutdown_write()
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.chan.close()
 
 
 class SSHExecutor(Executor):
@@ -328,6 +392,44 @@ class SSHExecutor(Executor):
             stderr=err.decode("utf-8", "replace"),
             duration_s=duration,
         )
+
+    def start(
+        self,
+        cmd: Command,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        cwd: str | None = None,
+    ) -> Session:
+        shown = render_command(cmd)
+        line = build_remote_command(cmd, self.node, env, timeout, cwd)
+        conn = self._acquire()
+        released = threading.Event()
+
+        def release() -> None:
+            if not released.is_set():
+                released.set()
+                self._release(conn)
+
+        try:
+            transport = conn.transport
+            if transport is None:
+                raise TransportError(self.name, "connection closed")
+            try:
+                chan = transport.open_session(timeout=self.timeouts.connect)
+            except paramiko.ChannelException as err:
+                raise TransportError(self.name, f"sshd refused a new session: {err}", cause=err) from None
+            chan.exec_command(line)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            release()
+            with self._lock:
+                if not conn.alive():
+                    conn.client.close()
+            raise TransportError(self.name, f"connection lost: {exc or type(exc).__name__}", cause=exc) from None
+        except BaseException:
+            release()
+            raise
+        return SSHSession(self.name, shown, chan, release)
 
     # -- files -------------------------------------------------------------------------------------
     def put(self, local: Path, remote: str) -> None:

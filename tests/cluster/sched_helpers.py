@@ -24,7 +24,7 @@ def local_config(
     workdir: Path, nodes: dict[str, int], kind: str = "rocm", health: dict[str, Any] | None = None, **policy: Any
 ) -> ClusterConfig:
     """Several 'local' nodes on this machine: the scheduler's real code path without sshd."""
-    policy = {"backoff_s": 0.01, "backoff_max_s": 0.05, **policy}
+    policy = {"backoff_s": 0.01, "backoff_max_s": 0.05, "worker_start_stagger_s": 0, **policy}
     return parse_config(
         {
             "nodes": [

@@ -3,7 +3,7 @@
 Reads one JSON job on stdin and prints one JSON line, like the real worker, but does only what the
 payload asks, so tests can inject faults per slot or node without the real sieve:
   value        int: the result is derived from it deterministically ("survivors")
-  sleep        seconds to sleep first (fixed work for the benchmark)
+  sleep        seconds to sleep first (fixed work for the benchmark; default 0.05)
   log          file to append "chunk_id slot attempt" to at start (counts executions)
   fault_dir    if <fault_dir>/<node>:<gpu> exists, fail like a dying GPU (exit 1, HIP error on stderr)
   fail_nodes   node names on which to fail (exit 3); fail_slots the same for "node:gpu" slots
@@ -12,12 +12,22 @@ payload asks, so tests can inject faults per slot or node without the real sieve
   flaky        {"dir": path, "every": n}: per node, every n-th command fails (exit 4)
   file_dir     also leave the survivors in a file there and name it in "survivors_file"
   bad_output / ok_false / bad_spec   answer with garbage / {"ok": false} / exit 2 with an error
+  protocol_garbage   (serve mode) write a non-protocol line straight to the protocol stream
+  die_slots    "node:gpu" slots on which the serve-mode worker dies mid-chunk (os._exit(9))
+  fake_rss     (serve mode) the resident size to report, in bytes
+
+`--serve` speaks the slot-worker protocol of pipeline.worker (hello, envelopes, frames, heartbeats), with
+the same answers per job; SCHED_WORKER_VERSION overrides the version it reports (default: the version the
+coordinator announced in WATCHER_COORDINATOR_VERSION) and SCHED_WORKER_MEM_TOTAL its machine's memory.
 """
 
 import fcntl
+import io
 import json
 import os
+import queue
 import sys
+import threading
 import time
 
 
@@ -31,7 +41,87 @@ def _count(path):
 
 
 def main():
-    job = json.loads(sys.stdin.read())
+    if "--serve" in sys.argv[1:]:
+        return serve()
+    return run_job(json.loads(sys.stdin.read()))
+
+
+def serve():
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    lock = threading.Lock()
+    state = {"busy": None, "fake_rss": 0}
+
+    def send(message):
+        with lock:
+            proto.write(json.dumps(message) + "\n")
+            proto.flush()
+
+    def heartbeat():
+        interval = max(0.05, float(os.environ.get("WATCHER_HEARTBEAT_S", "2")))
+        while True:
+            time.sleep(interval)
+            busy = state["busy"]
+            send(
+                {
+                    "heartbeat": True,
+                    "progress": 0,
+                    "elapsed": time.monotonic() - busy if busy else 0.0,
+                    "busy": busy is not None,
+                }
+            )
+
+    lines = queue.Queue()
+
+    def read_stdin():
+        for raw in sys.stdin.buffer:
+            lines.put(raw)
+        os._exit(0)
+
+    version = os.environ.get("SCHED_WORKER_VERSION") or os.environ.get("WATCHER_COORDINATOR_VERSION", "0+unknown")
+    mem_total = int(os.environ.get("SCHED_WORKER_MEM_TOTAL", "0") or 0)
+    send(
+        {
+            "hello": True,
+            "version": version,
+            "pid": os.getpid(),
+            "pgid": os.getpgrp(),
+            "mem_total": mem_total,
+            "protocol": 1,
+        }
+    )
+    threading.Thread(target=heartbeat, daemon=True).start()
+    threading.Thread(target=read_stdin, daemon=True).start()
+    while True:
+        envelope = json.loads(lines.get())
+        os.environ["WATCHER_CHUNK_ID"] = str(envelope["chunk_id"])
+        os.environ["WATCHER_ATTEMPT"] = str(envelope["attempt"])
+        job = envelope["job"]
+        slot = os.environ.get("WATCHER_SLOT", "?:?")
+        if job.get("protocol_garbage"):
+            with lock:
+                proto.write("garbage on the protocol stream\n")
+                proto.flush()
+            continue
+        captured = io.StringIO()
+        sys.stdout = captured
+        state["busy"] = time.monotonic()
+        try:
+            if slot in job.get("die_slots", []):
+                sys.stderr.write(f"dying on {slot}\n")
+                sys.stderr.flush()
+                os._exit(9)
+            code = run_job(job)
+        finally:
+            sys.stdout = sys.stderr
+            state["busy"] = None
+        sys.stderr.write(f"\x1fwatcher-done {envelope['seq']}\n")
+        sys.stderr.flush()
+        send({"done": envelope["seq"], "exit": code, "stdout": captured.getvalue(), "rss": int(job.get("fake_rss", 0))})
+
+
+def run_job(job):
     slot = os.environ.get("WATCHER_SLOT", "?:?")
     node = slot.rsplit(":", 1)[0]
     attempt = os.environ.get("WATCHER_ATTEMPT", "?")
@@ -39,8 +129,9 @@ def main():
     if job.get("log"):
         with open(job["log"], "a") as fh:
             fh.write(f"{chunk} {slot} {attempt}\n")
-    if job.get("sleep"):
-        time.sleep(float(job["sleep"]))
+    # a chunk is never instant (a real one is at least a kernel launch): without a little work, whichever
+    # slot worker came up first would take every chunk and per-node fault switches would hardly fire
+    time.sleep(float(job.get("sleep", 0.05)))
     if job.get("bad_spec"):
         print(json.dumps({"ok": False, "error": "bad spec: 'value' must be an int"}))
         return 2

@@ -343,4 +343,6 @@ def cluster_config(rigs: list[FakeRig], **overrides: Any) -> ClusterConfig:
         "health": {"check_torch_devices": False},
     }
     data.update(overrides)
+    # The rigs' "GPUs" are CPU slots of this machine: no need to space out slot worker starts.
+    data["scheduler"] = {"worker_start_stagger_s": 0, **(data.get("scheduler") or {})}
     return ClusterConfig.model_validate(data)

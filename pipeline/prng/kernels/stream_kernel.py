@@ -60,7 +60,7 @@ def fill_stream(gen, seed, last, state, stream):
             stream[i] = U32(stream[i] >> U32(1))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def stream_sieve_scalar(gen, start, count, positions, targets, need, d, magic, shift, code):
     """General path (any positions): one full stream per seed. Used when the lane path does not apply."""
     last = positions.max()
@@ -90,7 +90,7 @@ def _xorshift_chain(x, steps):
             x[lane] = xorshift_step(x[lane])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def stream_sieve_lanes(gen, start, count, positions, targets, n_filter, need, d, magic, shift, needed, ops, out_slot,
                        code):  # fmt: skip
     """Filter all lanes on the first n_filter draws of each skip, then score the hits one by one.

@@ -1,0 +1,100 @@
+"""How a chunk reaches a slot: the `SlotRunner` interface the scheduler's threads talk to.
+
+The scheduler's policy (which chunk, which slot, retries, breaker, quarantine, cleanup) never looks behind
+this interface. A runner belongs to one slot, is driven by that slot's thread only (`run`), and may be
+stopped from any thread (`begin_stop` / `finish_stop`). Implementations:
+
+- `PerChunkRunner`: a fresh worker process for every chunk (`slot_mode: per_chunk`, the old way);
+- `cluster.scheduler.workers.WorkerRunner`: one long-lived worker per slot fed chunk after chunk, with
+  heartbeats (`slot_mode: workers`, the default).
+
+slots.SlotScheduler picks one per slot from `slot_mode`; a distributed engine (e.g. actors pinned to GPUs)
+would be one more implementation, chosen there.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from cluster.config import NodeConfig, Timeouts
+from cluster.scheduler.attempt import run_attempt
+from cluster.scheduler.options import SchedulerOptions
+from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
+from cluster.transport.base import Executor
+
+
+class WorkerRefused(Exception):
+    """The node's worker cannot be used at all (e.g. installed from an older version than the coordinator):
+    the node is taken out for the call with this reason; no chunk attempt is counted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SlotHost(Protocol):
+    """What the scheduler offers its runners."""
+
+    def start_turn(self, slot: Slot) -> bool:
+        """Block until this slot may start a worker process (staggered per node); False: the call is ending."""
+
+    def chunk_progress(self, slot: Slot, count: int) -> None:
+        """Progress of the chunk running on `slot`, in the caller's progress unit (from heartbeats)."""
+
+    def worker_memory(self, slot: Slot, rss: int, mem_total: int) -> None:
+        """A worker's resident size after a chunk, and its machine's memory (bytes; 0: unknown)."""
+
+
+class SlotRunner(ABC):
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+
+    @abstractmethod
+    def run(self, chunk: ChunkSpec, attempt: int) -> dict[str, Any] | ChunkFailure:
+        """One attempt: the validated result or the failure with its evidence; raises only WorkerRefused."""
+
+    def begin_stop(self) -> None:  # noqa: B027 - nothing to stop where nothing stays up
+        """Ask the slot's process (if any) to exit; returns at once."""
+
+    def finish_stop(self, deadline: float) -> None:  # noqa: B027
+        """Wait until `deadline` (monotonic) for the process to exit, then kill it."""
+
+    def stop(self, wait: float = 2.0) -> None:
+        self.begin_stop()
+        self.finish_stop(time.monotonic() + wait)
+
+    @property
+    def live(self) -> bool:
+        """Whether a worker process of this slot is up right now."""
+        return False
+
+
+class PerChunkRunner(SlotRunner):
+    """A new worker process per chunk (one `Executor.run`): nothing stays up between chunks."""
+
+    def __init__(
+        self, executor: Executor, node: NodeConfig, slot: Slot, *, options: SchedulerOptions, timeouts: Timeouts
+    ) -> None:
+        super().__init__(slot)
+        self.executor = executor
+        self.node = node
+        self.options = options
+        self.timeouts = timeouts
+
+    def run(self, chunk: ChunkSpec, attempt: int) -> dict[str, Any] | ChunkFailure:
+        return run_attempt(
+            self.executor, self.node, self.slot, chunk, attempt, options=self.options, timeout=self.timeouts.job
+        )
+
+
+def stop_runners(runners: Iterable[SlotRunner], wait: float = 2.0) -> None:
+    """Stop several runners together: all are asked first, then each gets what is left of `wait`."""
+    runners = list(runners)
+    for runner in runners:
+        runner.begin_stop()
+    deadline = time.monotonic() + wait
+    for runner in runners:
+        runner.finish_stop(deadline)
