@@ -67,6 +67,7 @@ def build_stats(store: RunStore, run_id: int) -> dict[str, Any]:
         "run": run_id,
         "status": run.status if run else None,
         "reason": run.reason if run else None,
+        "verdict": run.verdict if run else None,
         "started": run.started if run else None,
         "finished": run.finished if run else None,
         "steps": [
@@ -148,7 +149,8 @@ def render_report(store: RunStore, state_dir: Path, run_id: int, out: Path) -> t
         f"<script type='text/javascript'>{get_plotlyjs()}</script>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(str(stats['reason'] or ''))}</p>{''.join(parts)}</body></html>"
+        f"<h1>{html.escape(title)}</h1><p><b>{html.escape(str(stats['verdict'] or ''))}</b></p>"
+        f"<p>{html.escape(str(stats['reason'] or ''))}</p>{''.join(parts)}</body></html>"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")

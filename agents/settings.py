@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from cluster.config import format_validation_error
 from cluster.errors import ConfigError
@@ -41,16 +41,11 @@ class Range(_Strict):
         return min(max(value, self.min), self.max)
 
 
-class Bounds(_Strict):
-    """Hard limits no advisor can cross (the LLM's answers are clamped to these)."""
+DEFAULT_BOUNDS = {"trials": Range(min=10, max=500), "max_seeds": Range(min=10_000, max=10_000_000)}
 
-    trials: Range = Range(min=10, max=500)
-    max_seeds: Range = Range(min=10_000, max=10_000_000)
-    threshold: Range = Range(min=0.05, max=1.0)
-    window_size: Range = Range(min=4, max=64)
 
-    def for_field(self, name: str) -> Range | None:
-        return getattr(self, name, None) if name in type(self).model_fields else None
+def _bounds(value: Mapping[str, Any] | None) -> dict[str, Range]:
+    return {**DEFAULT_BOUNDS, **dict(value or {})}
 
 
 class Limits(_Strict):
@@ -61,10 +56,16 @@ class Limits(_Strict):
 
 
 class AgentSettings(_Strict):
+    """bounds: hard limits no advisor can cross, by step parameter name (trials and max_seeds by default;
+    any parameter a step lets an advisor tune may be bounded). `check_bounds` holds them against the steps."""
+
     advisor: AdvisorConfig = AdvisorConfig()
-    bounds: Bounds = Bounds()
+    bounds: Annotated[dict[str, Range], BeforeValidator(_bounds)] = Field(default_factory=lambda: dict(DEFAULT_BOUNDS))
     limits: Limits = Limits()
     webhook_url: str | None = None
+
+    def bound(self, name: str) -> Range | None:
+        return self.bounds.get(name)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, source: str = "pipeline.yaml: agent") -> AgentSettings:
@@ -72,3 +73,31 @@ class AgentSettings(_Strict):
             return cls.model_validate(dict(data or {}))
         except ValidationError as err:
             raise ConfigError(format_validation_error(source, err)) from None
+
+
+def check_bounds(settings: AgentSettings, tunables: Mapping[float, Mapping[str, Any]]) -> None:
+    """Every bound must name a parameter some step lets an advisor tune, and lie inside that step's own
+    limits: a bound the step would reject turns a valid advisor answer into a failed step at 3 a.m.
+    tunables: step number -> {name: Tunable}. ConfigError naming the bound and the fix."""
+    names = sorted({name for per_step in tunables.values() for name in per_step})
+    for name, bound in settings.bounds.items():
+        steps = {number: per_step[name] for number, per_step in tunables.items() if name in per_step}
+        if not steps:
+            if name in DEFAULT_BOUNDS:
+                continue
+            raise ConfigError(
+                f"pipeline.yaml: agent: bounds.{name}: no step lets an advisor tune {name!r}; "
+                f"fix: bound one of {', '.join(names) or '(none)'}"
+            )
+        for number, tunable in steps.items():
+            for end in ("min", "max"):
+                value = getattr(bound, end)
+                if not tunable.contains(value):
+                    raise ConfigError(
+                        f"pipeline.yaml: agent: bounds.{name}.{end}: {value:g} is outside step {number:g}'s limits "
+                        f"[{_end(tunable.low)}, {_end(tunable.high)}]; fix: keep the bound inside them"
+                    )
+
+
+def _end(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:g}"

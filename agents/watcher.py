@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,14 @@ from agents.advisors import AdvisorOutcome, StepMetrics, advise
 from agents.decisions import Decision, decide
 from agents.settings import AgentSettings
 from cluster.config import ClusterConfig
-from cluster.errors import EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, HaltRequested, StoreError
+from cluster.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, ConfigError, HaltRequested, StoreError
 from cluster.transport import executors_for
 from pipeline.gate import open_gate
-from pipeline.runner import StepOutcome, resolve_steps, run_step
+from pipeline.runner import StepOutcome, resolve_steps, run_step, step_for
 from pipeline.spec import PipelineSpec, StepEntry
+from pipeline.step import Step
 from pipeline.store import RunStore
+from pipeline.workload import Workload
 
 
 @dataclass
@@ -47,9 +49,9 @@ class RunResult:
     outcomes: list[StepOutcome] = field(default_factory=list)
 
 
-def history_for(store: RunStore, number: float) -> list[StepMetrics]:
-    """Earlier attempts of this step (any run), oldest first, as the advisor sees them."""
-    rows = store.step_history(number=number, limit=20)
+def history_for(store: RunStore, number: float, dataset: str) -> list[StepMetrics]:
+    """Earlier attempts of this step on this data set (any run), oldest first, as the advisor sees them."""
+    rows = store.dataset_history(number, dataset, limit=20)
     return [
         StepMetrics.from_dict(
             r.number,
@@ -63,6 +65,19 @@ def history_for(store: RunStore, number: float) -> list[StepMetrics]:
         for r in rows
         if r.status in {"succeeded", "failed"}
     ]
+
+
+def validator_for(cls: type[Step[Any]]) -> Callable[[Mapping[str, Any]], str | None]:
+    """The step's own verdict on a params set, for the guardrail: None when it accepts them."""
+
+    def check(params: Mapping[str, Any]) -> str | None:
+        try:
+            cls.parse_params(dict(params), "advice")
+        except ConfigError as err:
+            return str(err).removeprefix("advice: ")
+        return None
+
+    return check
 
 
 def post_webhook(url: str | None, payload: dict[str, Any]) -> None:
@@ -87,6 +102,7 @@ class Supervisor:
         settings: AgentSettings,
         store: RunStore,
         state_dir: Path,
+        workload: Workload,
         say: Callable[[str], None] = print,
     ) -> None:
         self.config = config
@@ -94,6 +110,8 @@ class Supervisor:
         self.settings = settings
         self.store = store
         self.state_dir = state_dir
+        self.workload = workload
+        self.dataset = workload.study_key()
         self.say = say
         self.halt_file = state_dir / settings.limits.halt_file
         self.started = time.monotonic()
@@ -115,8 +133,19 @@ class Supervisor:
         return gate.ok
 
     def _record(
-        self, run_id: int, entry: StepEntry, attempt: int, metrics: StepMetrics, adv: AdvisorOutcome, d: Decision
+        self,
+        run_id: int,
+        entry: StepEntry,
+        attempt: int,
+        metrics: StepMetrics,
+        adv: AdvisorOutcome,
+        d: Decision,
+        outcome: StepOutcome,
+        tunables: Mapping[str, Any],
     ) -> None:
+        caps = [{"field": c["field"], "asked": c["asked"], "applied": c["applied"], "reason": c["reason"]}
+                for c in outcome.caps]  # fmt: skip
+        next_run = {k: v for k, v in d.next_run.items() if k in tunables} if d.next_run else None
         self.store.record_decision(
             run_id,
             entry.number,
@@ -125,10 +154,12 @@ class Supervisor:
             decision=d.kind,
             inputs=metrics.compact(),
             raw_answer=json.dumps(adv.raw, default=str),
-            clamped=[c.__dict__ for c in adv.clamps],
+            clamped=caps + [c.__dict__ for c in adv.clamps],
             applied=d.next_params,
             reason=d.reason + (f" | next: {d.what_to_do}" if d.what_to_do else ""),
             fallback=adv.fallback_reason,
+            next_run=next_run or None,
+            dataset=self.dataset,
         )
 
     def run_steps(self, run_id: int, steps: list[StepEntry], request: RunRequest) -> RunResult:
@@ -146,18 +177,31 @@ class Supervisor:
                 ex.close()
         return RunResult(EXIT_OK, "succeeded", "all steps proceeded", run_id, outcomes)
 
+    def _starting_params(self, run_id: int, entry: StepEntry, request: RunRequest, tunables: Mapping[str, Any]) -> dict:
+        """pipeline.yaml's params, then what the last run on this data set left for this step's next run
+        (tunable params only), then the operator's --set overrides, which always win."""
+        overrides = request.overrides.get(entry.number, {})
+        params = dict(entry.params)
+        last = self.store.last_decision(entry.number, self.dataset, before_run=run_id)
+        carried = {
+            k: v for k, v in ((last or {}).get("next_run") or {}).items() if k in tunables and k not in overrides
+        }
+        if carried and any(params.get(k) != v for k, v in carried.items()):
+            shown = ", ".join(f"{k} {v}" for k, v in carried.items() if params.get(k) != v)
+            self.say(f"step {entry.number:g}: from run {last['run_id']} on this data set: {shown}")  # type: ignore[index]
+        return {**params, **carried, **overrides}
+
     def _run_one(
         self, run_id: int, entry: StepEntry, request: RunRequest, executors: dict, outcomes: list[StepOutcome]
     ) -> RunResult | None:
         label = f"step {entry.number:g}"
-        overrides = request.overrides.get(entry.number, {})
-        params = {**entry.params, **overrides}
-        history = history_for(self.store, entry.number)
-        if history and not overrides:
-            before = advise(entry.number, history[-1], history, self.settings, current_params=params)
-            if before.applied != params:
-                self.say(f"{label}: {before.advisor} advisor from earlier runs: {before.reasoning}")
-                params = before.applied
+        cls = step_for(entry)
+        tunables = cls.tunables()
+        params = self._starting_params(run_id, entry, request, tunables)
+        history = history_for(self.store, entry.number, self.dataset)
+        resumed = self.store.latest_step(run_id, entry.number) if request.resume else None
+        if resumed is not None and resumed.status != "running":
+            resumed = None
         attempt = 0
         while True:
             attempt += 1
@@ -168,28 +212,40 @@ class Supervisor:
                 return RunResult(EXIT_FAILED, "escalated", "wall-clock budget spent", run_id, outcomes)
             if not self._preflight(run_id, entry, executors):
                 return RunResult(EXIT_PREFLIGHT, "failed", f"{label}: preflight failed", run_id, outcomes)
-            shown = {k: v for k, v in params.items() if k in {"trials", "max_seeds", "threshold_min", "window_min"}}
+            if resumed is not None:
+                stored_attempt, params = resumed.attempt, dict(resumed.params or params)
+                self.say(f"{label}: resuming attempt {stored_attempt} where the killed run left it")
+                resumed = None
+            else:
+                stored_attempt = self.store.start_step(run_id, entry.number, entry.step_class, params)
+            shown = {k: v for k, v in params.items() if k in tunables}
             self.say(f"{label} ({entry.step_class.split(':')[-1]}), attempt {attempt}: {shown or params}")
-            stored_attempt = self.store.start_step(run_id, entry.number, entry.step_class, params)
-            outcome = run_step(
-                entry,
-                params,
-                run_id=run_id,
-                attempt=stored_attempt,
-                spec=self.spec,
-                config=self.config,
-                store=self.store,
-                executors=executors,
-                state_dir=self.state_dir,
-                halt_check=self.halted,
-                progress=request.progress,
-                ledger=self.store,
-            )
+            try:
+                outcome = run_step(
+                    entry,
+                    params,
+                    run_id=run_id,
+                    attempt=stored_attempt,
+                    spec=self.spec,
+                    config=self.config,
+                    store=self.store,
+                    executors=executors,
+                    state_dir=self.state_dir,
+                    halt_check=self.halted,
+                    progress=request.progress,
+                    ledger=self.store,
+                )
+            except ConfigError as err:
+                self.store.finish_step(run_id, entry.number, stored_attempt, "failed", {}, str(err))
+                self.say(f"{label}: {err}")
+                return RunResult(EXIT_CONFIG, "failed", str(err), run_id, outcomes)
             ok = outcome.outputs_valid and outcome.error is None
             self.store.finish_step(
                 run_id, entry.number, stored_attempt, "succeeded" if ok else "failed", outcome.metrics, outcome.error
             )
             outcomes.append(outcome)
+            for cap in outcome.caps:
+                self.say(f"{label}: {cap['field']} {cap['asked']} -> {cap['applied']}: {cap['reason']}")
             metrics = StepMetrics.from_dict(
                 entry.number,
                 outcome.metrics,
@@ -199,7 +255,10 @@ class Supervisor:
                 outputs_valid=outcome.outputs_valid,
                 error=outcome.error,
             )
-            adv = advise(entry.number, metrics, history, self.settings, current_params=outcome.params)
+            adv = advise(
+                entry.number, metrics, history, self.settings, current_params=outcome.params, tunables=tunables,
+                validate=validator_for(cls), context={"dataset": self.dataset, "attempts_this_run": attempt},
+            )  # fmt: skip
             d = decide(
                 metrics,
                 attempt=attempt,
@@ -209,7 +268,7 @@ class Supervisor:
                 outcome=adv,
                 current_params=outcome.params,
             )
-            self._record(run_id, entry, stored_attempt, metrics, adv, d)
+            self._record(run_id, entry, stored_attempt, metrics, adv, d, outcome, tunables)
             self.say(f"{label}: {_summary(outcome)} -> {d.kind} ({adv.advisor}): {d.reason}")
             history.append(metrics)
             if d.kind == "PROCEED":
@@ -229,7 +288,8 @@ def _summary(outcome: StepOutcome) -> str:
     if outcome.error:
         return f"error: {outcome.error}"
     m = outcome.metrics
-    parts = [f"{k}={m[k]}" for k in ("survivors", "completed_trials", "pruned_trials", "seeds_tested") if k in m]
+    keys = ("survivors", "expected_chance_survivors", "completed_trials", "coverage", "seeds_tested")
+    parts = [f"{k}={m[k]:.3g}" if isinstance(m.get(k), float) else f"{k}={m[k]}" for k in keys if k in m]
     parts.append(f"{m.get('duration_s', 0):.1f}s")
     return ", ".join(parts)
 

@@ -35,6 +35,7 @@ class StepOutcome:
     outputs_valid: bool = False
     error: str | None = None
     traceback: str | None = None
+    caps: list[dict[str, Any]] = field(default_factory=list)  # where the step cut the params it was given
 
 
 def resolve_steps(spec: PipelineSpec, from_step: float, to_step: float | None = None) -> list[StepEntry]:
@@ -73,7 +74,8 @@ def run_step(
     progress: bool | None = None,
     ledger: HealthLedger | None = None,
 ) -> StepOutcome:
-    """Run one step with these params; the gate (pipeline/gate.py) has already checked its inputs."""
+    """Run one step with these params; the gate (pipeline/gate.py) has already checked its inputs.
+    Failures of the work are returned in the outcome (the agent may retry them); a ConfigError is raised."""
     cls = step_for(entry)
     outcome = StepOutcome(entry.number, cls.name, dict(params))
     started = time.monotonic()
@@ -97,15 +99,17 @@ def run_step(
             ledger=ledger,
         )
         result = cls().run(ctx)
-        outcome.metrics = {**result.metrics, "jobs_run": ctx.jobs_run}
+        outcome.metrics = {**result.metrics, "jobs_run": ctx.jobs_run, "search": cls.search}
+        if result.applied is not None:
+            outcome.params, outcome.caps = dict(result.applied), list(result.caps)
         outcome.outputs = {k: str(v) for k, v in result.outputs.items()}
         hashes = ctx.input_hashes()
         for name, path in result.outputs.items():
             if name in cls.outputs:
                 check_complete(path, hashes)
         outcome.outputs_valid = True
-    except HaltRequested:
-        raise
+    except (HaltRequested, ConfigError):
+        raise  # a halt is not a failure; bad configuration or data is final, never retried
     except WatcherError as err:
         outcome.error = str(err)
         outcome.traceback = traceback.format_exc()

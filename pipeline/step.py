@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from cluster.config import ClusterConfig, NodeConfig, format_validation_error
 from cluster.errors import ConfigError, StepError
@@ -37,8 +39,43 @@ P = TypeVar("P", bound=StepParams)
 
 @dataclass
 class StepResult:
+    """metrics: what the step measured; outputs: name -> path; applied: params the step actually used
+    where it had to cut what it was given (e.g. a budget capped to the search space), with `caps` saying why."""
+
     metrics: dict[str, Any]
     outputs: dict[str, Path] = field(default_factory=dict)
+    applied: dict[str, Any] | None = None
+    caps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Tunable:
+    """A parameter an advisor may change, with the step's own limits (from its Params model)."""
+
+    name: str
+    low: float | None
+    high: float | None
+    integer: bool
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def clamp(self, value: float) -> float:
+        if self.low is not None:
+            value = max(value, self.low)
+        if self.high is not None:
+            value = min(value, self.high)
+        return value
+
+
+def _limits(info: FieldInfo) -> tuple[float | None, float | None]:
+    low = high = None
+    for meta in info.metadata:
+        if isinstance(meta, Ge | Gt):
+            low = float(getattr(meta, "ge", getattr(meta, "gt", 0)))
+        elif isinstance(meta, Le | Lt):
+            high = float(getattr(meta, "le", getattr(meta, "lt", 0)))
+    return low, high
 
 
 @dataclass
@@ -115,6 +152,20 @@ class Step(ABC, Generic[P]):
     outputs: ClassVar[tuple[str, ...]] = ()  # enveloped outputs, checked complete after the step
     data_files: ClassVar[tuple[str, ...]] = ()  # plain files the step writes for later steps and nodes
     ramdisk_files: ClassVar[tuple[str, ...]] = ()  # files from the outputs directory each node needs
+    # Which params an advisor may tune (their limits come from Params); the guardrail keeps to these.
+    advisor_params: ClassVar[tuple[str, ...]] = ()
+    # "sampled": the step looks at part of the search space, so finding nothing is no evidence;
+    # "exhaustive": it covers all of it, so finding nothing is the answer; None: no search at all.
+    search: ClassVar[str | None] = None
+
+    @classmethod
+    def tunables(cls) -> dict[str, Tunable]:
+        out = {}
+        for name in cls.advisor_params:
+            info = cls.Params.model_fields[name]
+            low, high = _limits(info)
+            out[name] = Tunable(name, low, high, info.annotation is int)
+        return out
 
     @classmethod
     def parse_params(cls, params: dict[str, Any], source: str) -> StepParams:

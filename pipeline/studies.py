@@ -47,17 +47,37 @@ def _exists(storage: optuna.storages.BaseStorage, name: str) -> bool:
     return any(s.study_name == name for s in storage.get_all_studies())
 
 
+def fail_abandoned(study: optuna.Study) -> list[int]:
+    """Trials left RUNNING by a process that died (the caller holds the state directory's lock, so no live
+    process owns them) are told FAIL; returns their numbers. Without this they would stay RUNNING forever."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in stale:
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    return [t.number for t in stale]
+
+
+def trials_of(study: optuna.Study, run_id: int, attempt: int, states: tuple[TrialState, ...]) -> list[FrozenTrial]:
+    """Trials that a given run's step attempt finished (tagged with `run_id` and `attempt` user attrs)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=states)
+        if t.user_attrs.get("run_id") == run_id and t.user_attrs.get("attempt") == attempt
+    ]
+
+
 def best_completed(study: optuna.Study) -> FrozenTrial | None:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     return max(done, key=lambda t: (t.value, -t.number)) if done else None
 
 
 def warm_start(study: optuna.Study) -> FrozenTrial | None:
-    """Queue the best earlier trial's parameters as this run's first trial."""
+    """Queue the best earlier trial's parameters as this run's first trial (only a trial that scored above
+    zero: re-trying a window that found nothing teaches nothing)."""
     best = best_completed(study)
-    if best is not None:
+    if best is not None and best.value is not None and best.value > 0:
         study.enqueue_trial(best.params, user_attrs={"warm_start_from": best.number})
-    return best
+        return best
+    return None
 
 
 @dataclass

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 DecisionKind = Literal["PROCEED", "RETRY", "ESCALATE"]
-# Parameters an advisor may change; anything else in a step's params is the operator's business.
-TUNABLE = ("trials", "max_seeds", "threshold", "window_size")
+# Where a proposal's changes take effect: the step's next attempt in this run, or its next run.
+Scope = Literal["attempt", "run"]
 
 
 def _num(data: Mapping[str, Any], key: str, default: float = 0) -> float:
@@ -41,7 +41,15 @@ class StepMetrics:
     chunk_failures: int = 0
     outputs_valid: bool = True
     error: str | None = None
+    search: str | None = None  # "sampled", "exhaustive" or None (see pipeline.step.Step.search)
+    coverage: float | None = None  # fraction of the search space the step's sweep has covered
+    significant: bool | None = None  # survivors unlikely by chance (None: the step does not say)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def trials_ran(self) -> int:
+        """Trials that ran: completed, pruned or failed alike."""
+        return self.completed_trials + self.pruned_trials + self.failed_trials
 
     @classmethod
     def from_dict(
@@ -58,9 +66,11 @@ class StepMetrics:
         m = dict(metrics or {})
         known = {
             "survivors", "expected_chance_survivors", "completed_trials", "pruned_trials", "failed_trials",
-            "seeds_tested", "duration_s", "chunk_failures",
+            "seeds_tested", "duration_s", "chunk_failures", "search", "coverage", "significant",
         }  # fmt: skip
         survivors = m.get("survivors")
+        coverage = m.get("coverage")
+        search = m.get("search")
         return cls(
             step=float(step),
             name=name,
@@ -76,6 +86,9 @@ class StepMetrics:
             chunk_failures=int(_num(m, "chunk_failures")),
             outputs_valid=outputs_valid,
             error=error,
+            search=search if search in ("sampled", "exhaustive") else None,
+            coverage=float(coverage) if isinstance(coverage, int | float) else None,
+            significant=m["significant"] if isinstance(m.get("significant"), bool) else None,
             extra={k: v for k, v in m.items() if k not in known},
         )
 
@@ -88,17 +101,22 @@ class StepMetrics:
 
     def compact(self) -> dict[str, Any]:
         """The history line sent to the LLM: counts plus the rates that make runs comparable."""
-        trials = self.completed_trials + self.pruned_trials + self.failed_trials
+        trials = self.trials_ran
         row: dict[str, Any] = {
             "step": self.step,
             "attempt": self.attempt,
-            "params": {k: v for k, v in self.params.items() if k in TUNABLE or k.startswith("skip")},
+            "params": dict(self.params),
+            "search": self.search,
+            "coverage": self.coverage,
             "survivors": self.survivors,
-            "expected_chance_survivors": round(self.expected_chance_survivors, 4),
+            "significant": self.significant,
+            "expected_chance_survivors": round(self.expected_chance_survivors, 6),
             "survivors_per_million_seeds": (
                 round(self.survivors / self.seeds_tested * 1e6, 3) if self.survivors and self.seeds_tested else 0
             ),
             "completed_trials": self.completed_trials,
+            "trials_ran": trials,
+            "seeds_tested": self.seeds_tested,
             "prune_rate": round(self.pruned_trials / trials, 3) if trials else 0,
             "failure_rate": round(self.failed_trials / trials, 3) if trials else 0,
             "chunk_failures": self.chunk_failures,
@@ -118,13 +136,15 @@ class Proposal:
     decision: DecisionKind = "PROCEED"
     confidence: float = 1.0
     reasoning: str = ""
+    scope: Scope = "attempt"  # "run": the changes are for the step's next run, not a retry now
 
 
 @dataclass(frozen=True)
 class Clamp:
     field: str
     asked: Any
-    applied: Any
+    applied: Any  # None: dropped
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -134,11 +154,13 @@ class AdvisorOutcome:
     advisor: Literal["rules", "claude"]
     raw: dict[str, Any]
     clamps: list[Clamp]
-    applied: dict[str, Any]  # the complete params the next attempt must use
+    applied: dict[str, Any]  # the complete params the next attempt (or, scope "run", the next run) must use
     decision_hint: DecisionKind
     reasoning: str
     fallback_reason: str | None = None
     latency_s: float = 0.0
+    scope: Scope = "attempt"
+    change_text: str = ""  # " -> next attempt: trials 100": what `applied` changes, and when (empty: nothing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

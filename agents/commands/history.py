@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
             if d.get("clamped"):
                 console.print(f"  clamped: {json.dumps(d['clamped'], default=str)}")
             console.print(f"  applied next: {json.dumps(d.get('applied'), default=str)}")
+            if d.get("next_run"):
+                console.print(f"  next run starts from: {json.dumps(d['next_run'], default=str)}")
         return 0
     if args.json:
         print(json.dumps([s.__dict__ for s in steps], indent=1, default=str))
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         "att",
         "status",
         "survivors",
+        "chance",
+        "coverage",
         "trials ok/pruned",
         "seeds tested",
         "duration s",
@@ -75,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
             str(s.attempt),
             s.status,
             _fmt(m.get("survivors")),
+            _fmt(m.get("expected_chance_survivors")),
+            f"{m['coverage']:.1%}" if isinstance(m.get("coverage"), int | float) else "-",
             f"{_fmt(m.get('completed_trials'))}/{_fmt(m.get('pruned_trials'))}",
             _fmt(m.get("seeds_tested")),
             _fmt(m.get("duration_s")),

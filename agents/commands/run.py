@@ -11,12 +11,14 @@ import yaml
 
 from agents.lock import RunLock
 from agents.logging_setup import setup_logging
-from agents.settings import AgentSettings
+from agents.settings import AgentSettings, check_bounds
 from agents.watcher import RunRequest, Supervisor, first_unfinished, plan, resumable_run
 from cluster.config import default_config_path, load_config
 from cluster.errors import EXIT_OK, UsageError
-from pipeline.spec import default_pipeline_path, load_pipeline
+from pipeline.runner import step_for
+from pipeline.spec import PipelineSpec, default_pipeline_path, load_pipeline, load_workload
 from pipeline.store import RunStore
+from pipeline.workload import Workload
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,6 +56,24 @@ def parse_overrides(items: list[str]) -> dict[float, dict[str, Any]]:
     return out
 
 
+def validate_plan(spec: PipelineSpec, settings: AgentSettings, overrides: dict[float, dict[str, Any]]) -> Workload:
+    """Everything that can be checked before a run starts, so a mistake is a ConfigError (exit 78) now and
+    never a retried failure later: the data section and the history it names, every step's params (with
+    the --set overrides), and the agent's bounds against what each step lets an advisor tune."""
+    workload = load_workload(spec)
+    for number in overrides:
+        spec.entry(number)  # names the step when --set points at one that does not exist
+    tunables = {}
+    for entry in spec.steps:
+        cls = step_for(entry)
+        cls.parse_params(
+            {**entry.params, **overrides.get(entry.number, {})}, f"pipeline.yaml: step {entry.number:g}: params"
+        )
+        tunables[entry.number] = cls.tunables()
+    check_bounds(settings, tunables)
+    return workload
+
+
 def run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     config = load_config(args.config or default_config_path())
@@ -62,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.from_step is None and not (args.resume or args.resume_if_crashed):
         raise UsageError("say where to start: --from-step N (or --resume)")
+    if args.from_step is not None and args.to_step is not None and args.from_step > args.to_step:
+        raise UsageError(f"--from-step {args.from_step:g} is after --to-step {args.to_step:g}; fix: swap them")
     request = RunRequest(
         from_step=args.from_step if args.from_step is not None else spec.steps[0].number,
         to_step=args.to_step,
@@ -70,23 +92,20 @@ def run(args: argparse.Namespace) -> int:
         overrides=overrides,
     )
     steps = plan(spec, request)
-    for number in overrides:
-        entry = spec.entry(number)
-        from pipeline.runner import step_for
-
-        step_for(entry).parse_params({**entry.params, **overrides[number]}, f"--set {number:g}.*")
+    workload = validate_plan(spec, settings, overrides)
     if args.dry_run:
         for entry in steps:
             print(
                 f"step {entry.number:g}: {entry.step_class} { ({**entry.params, **overrides.get(entry.number, {})}) }"
             )
         print(f"nodes: {', '.join(n.name for n in config.nodes)}")
+        print("configuration, data and step parameters are valid")
         return EXIT_OK
     with RunLock(state_dir):
         setup_logging(state_dir)
         store = RunStore(state_dir / "watcher.db")
+        run_id: int | None = None
         try:
-            run_id = None
             if args.resume:
                 run_id = resumable_run(store)
             elif args.resume_if_crashed:
@@ -95,19 +114,41 @@ def run(args: argparse.Namespace) -> int:
                 if last is not None and last.status == "running":
                     run_id = last.id
             if run_id is not None:
+                record = store.get_run(run_id)
+                original = RunRequest(
+                    from_step=record.from_step if record and record.from_step is not None else request.from_step,
+                    to_step=record.to_step if record else None,
+                    resume=True,
+                    overrides=overrides,
+                )
+                request = original
                 store.resume_run(run_id)
-                steps = first_unfinished(store, run_id, steps) or steps
-                print(f"resuming run {run_id} at step {steps[0].number:g}")
+                steps = first_unfinished(store, run_id, plan(spec, original))
+                if not steps:
+                    print(f"run {run_id} has no unfinished step")
+                    store.finish_run(run_id, "succeeded", "nothing left to resume")
+                    return EXIT_OK
+                print(f"resuming run {run_id} at step {steps[0].number:g} (steps up to {steps[-1].number:g})")
             else:
                 run_id = store.create_run(request.from_step, request.to_step, args=sys.argv[1:])
                 print(f"run {run_id}: steps {', '.join(f'{s.number:g}' for s in steps)} on {len(config.nodes)} node(s)")
-            sup = Supervisor(config=config, spec=spec, settings=settings, store=store, state_dir=state_dir)
+            sup = Supervisor(
+                config=config, spec=spec, settings=settings, store=store, state_dir=state_dir, workload=workload
+            )
             result = sup.run_steps(run_id, steps, request)
-            store.finish_run(run_id, result.status, result.reason)
+            final = result.outcomes[-1] if result.outcomes else None
+            verdict = final.metrics.get("verdict") if final is not None and result.status == "succeeded" else None
+            store.finish_run(run_id, result.status, result.reason, verdict=verdict)
+        except BaseException as err:  # whatever ends the run, the store says so, with the reason
+            if run_id is not None:
+                reason = (
+                    "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+                )
+                store.fail_unfinished(run_id, reason[:500])
+            raise
         finally:
             store.close()
-    final = result.outcomes[-1] if result.outcomes else None
-    if final is not None and "verdict" in final.metrics:
-        print(final.metrics["verdict"])
+    if verdict:
+        print(verdict)
     print(f"run {run_id} {result.status}: {result.reason}")
     return result.exit_code

@@ -67,6 +67,7 @@ def collect(state_dir: Path, config_path: str | None) -> dict[str, Any]:
             {k: decisions[-1].get(k) for k in ("step", "decision", "advisor", "reason")} if decisions else None
         ),
         "reason": run.reason,
+        "verdict": run.verdict,
     }
     store.close()
     return out

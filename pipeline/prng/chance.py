@@ -46,3 +46,35 @@ def expected_chance_survivors(seeds: int, k: int, threshold: float, modulus: int
     if seeds < 0:
         raise ValueError(f"seeds={seeds} must be >= 0")
     return seeds * pass_probability(k, threshold, modulus, n_skips)
+
+
+def poisson_tail(observed: int, expected: float) -> float:
+    """P(X >= observed) for X ~ Poisson(expected): how likely this many chance survivors are.
+
+    Above the mean the tail's terms shrink, so it is summed directly (no 1 - cdf cancellation when it is
+    tiny); at or below the mean 1 - cdf is well conditioned. Terms are built from the log of the first."""
+    if observed <= 0:
+        return 1.0
+    if expected <= 0:
+        return 0.0
+    if observed > expected:
+        term = math.exp(-expected + observed * math.log(expected) - math.lgamma(observed + 1))
+        total, k = 0.0, observed
+        while term > total * 1e-17 and k < observed + 100_000:
+            total += term
+            k += 1
+            term *= expected / k
+        return min(1.0, total)
+    term = cdf = math.exp(-expected)
+    for k in range(1, observed):
+        term *= expected / k
+        cdf += term
+    return max(0.0, 1.0 - cdf)
+
+
+SIGNIFICANCE = 0.01  # survivors this unlikely by chance are a finding, not noise
+
+
+def significant(observed: int, expected: float) -> bool:
+    """Whether `observed` survivors are more than chance would give (Poisson tail below SIGNIFICANCE)."""
+    return observed > 0 and poisson_tail(observed, expected) < SIGNIFICANCE

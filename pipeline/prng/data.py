@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from cluster.errors import ConfigError
+
+# (most values, highest value) of the scanned envelopes: every offset and skip multiplies the work
+RANGE_CAPS = {"offset_range": (4096, 1 << 20), "skip_range": (256, 4096)}
 
 
 class DataSpec(BaseModel):
@@ -19,23 +22,38 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    history: str = "data/history.json"
+    history: Annotated[str, Field(min_length=1)] = "data/history.json"
     generator: str = "java_lcg"
-    modulus: Annotated[int, Field(ge=2)] = 1000
+    modulus: Annotated[int, Field(ge=2, le=1 << 31)] = 1000
     holdout_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.2
-    seed_range: tuple[int, int] = (0, 1 << 24)
-    offset_range: tuple[int, int] = (0, 15)
-    skip_range: tuple[int, int] = (0, 3)
+    seed_range: tuple[StrictInt, StrictInt] = (0, 1 << 24)
+    offset_range: tuple[StrictInt, StrictInt] = (0, 15)
+    skip_range: tuple[StrictInt, StrictInt] = (0, 3)
 
-    @model_validator(mode="after")
-    def _ranges(self) -> DataSpec:
-        for name in ("seed_range", "offset_range", "skip_range"):
-            lo, hi = getattr(self, name)
-            if lo < 0 or hi < lo:
-                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high; got [{lo}, {hi}]")
-        if self.seed_range[1] > 1 << 32 or self.seed_range[0] == self.seed_range[1]:
-            raise ValueError("seed_range must be a non-empty [start, end) inside [0, 2**32]")
-        return self
+    @field_validator("generator")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from pipeline.prng.generators import GENERATORS
+
+        if value not in GENERATORS:
+            raise ValueError(f"unknown generator {value!r}; use one of {', '.join(GENERATORS)}")
+        return value
+
+    @field_validator("seed_range", "offset_range", "skip_range")
+    @classmethod
+    def _range(cls, value: tuple[int, int], info: ValidationInfo) -> tuple[int, int]:
+        lo, hi = value
+        if lo < 0 or hi < lo:
+            raise ValueError(f"must be [low, high] with 0 <= low <= high; got [{lo}, {hi}]")
+        if info.field_name == "seed_range" and (hi > 1 << 32 or lo == hi):
+            raise ValueError(f"must be a non-empty [start, end) inside [0, 2**32]; got [{lo}, {hi}]")
+        width_cap, high_cap = RANGE_CAPS.get(str(info.field_name), (1 << 33, 1 << 32))
+        if hi - lo + 1 > width_cap or hi > high_cap:
+            raise ValueError(
+                f"[{lo}, {hi}] is too wide: at most {width_cap} values, none above {high_cap} (every value is "
+                "scanned for every seed); fix: narrow it"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -73,12 +91,23 @@ def parse_history(data: Any, source: str, modulus: int = 1000) -> History:
 
 def load_history(path: str | Path, modulus: int = 1000) -> History:
     path = Path(path)
+    fix = "fix: point data.history in pipeline.yaml at a JSON list of {date, session, draw}"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: history file not found; fix: set `history:` in pipeline.yaml") from None
+        raise ConfigError(f"{path}: history file not found; {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: history is a directory, not a file; {fix}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: history is not UTF-8 text (byte {err.start}); {fix}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: history cannot be read ({err.strerror}); {fix}") from None
+    if not text.strip():
+        raise ConfigError(f"{path}: history file is empty; {fix}")
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}; {fix}") from None
     return parse_history(data, str(path), modulus)
 
 

@@ -46,6 +46,21 @@ def expected_bidirectional(data: DataSpec, seeds: int, window: int, threshold: f
     return seeds * len(offsets(data)) * p * p
 
 
+PRIOR_EXPECTATION = 0.01  # chance survivors a window chosen before seeing the data may let through
+
+
+def prior_window(data: DataSpec, n_train: int) -> tuple[int, float]:
+    """The window chosen before any data is seen: the smallest window, at threshold 1.0, whose chance
+    expectation over the whole range, every offset and skip, is below PRIOR_EXPECTATION. It is what step 2
+    uses when step 1's sample found nothing to learn from. Returns (window, chance expectation)."""
+    span = data.seed_range[1] - data.seed_range[0]
+    for window in range(1, n_train + 1):
+        expected = expected_bidirectional(data, span, window, 1.0)
+        if expected < PRIOR_EXPECTATION:
+            return window, expected
+    return n_train, expected_bidirectional(data, span, n_train, 1.0)
+
+
 def block_tasks(
     data: DataSpec, train: Sequence[int], window: int, threshold: float, start: int, end: int, tag: Any = None
 ) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from pipeline.outputs import read_output, write_output
+from pipeline.prng.chance import significant
 from pipeline.prng.windows import block_tasks, expected_bidirectional, merge_survivors, offsets, sieve_payloads
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import BIDIRECTIONAL, TRAIN_FILE, WINDOW_CONFIG, prng
@@ -24,6 +25,7 @@ class BidirectionalSieve(Step[SieveParams]):
     inputs = (WINDOW_CONFIG,)
     outputs = (BIDIRECTIONAL,)
     ramdisk_files = (TRAIN_FILE,)
+    search = "exhaustive"
 
     def run(self, ctx: StepContext[SieveParams]) -> StepResult:
         p = ctx.params
@@ -58,5 +60,9 @@ class BidirectionalSieve(Step[SieveParams]):
             "expected_chance_survivors": expected,
             "seeds_tested": (hi - lo) * per_block,
             "chunks": len(payloads),
+            "coverage": 1.0,
+            "significant": significant(len(rows), expected),
+            "window_size": window,
+            "threshold": threshold,
         }
         return StepResult(metrics, {BIDIRECTIONAL: path})

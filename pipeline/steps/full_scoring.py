@@ -7,11 +7,24 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.outputs import read_output, write_output
+from pipeline.prng.data import DataSpec
 from pipeline.prng.scoring import chance_baseline
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import BIDIRECTIONAL, HOLDOUT_FILE, RANKED, SCORER_CONFIG, TRAIN_FILE, prng, score_payloads
 
 RECOVERED_MATCH = 0.5  # holdout exact-match fraction far above chance (1/modulus)
+
+
+def no_seed_verdict(data: DataSpec, sieve: dict[str, Any], best_holdout: float | None) -> str:
+    """What an exhaustive search that found nothing says: exactly what was searched, and the odds."""
+    lo, hi = data.seed_range
+    best = f"; best holdout match {best_holdout:.0%}" if best_holdout is not None else ""
+    return (
+        f"no seed reproduces this history: {data.generator} seeds [{lo}, {hi}) ({hi - lo} seeds), offsets "
+        f"{data.offset_range[0]}-{data.offset_range[1]}, skips {data.skip_range[0]}-{data.skip_range[1]} searched "
+        f"with window {sieve['window_size']} at threshold {sieve['threshold']:g}; "
+        f"{len(sieve['survivors'])} survivor(s) where chance expects {sieve['expected_chance']:.3g}{best}"
+    )
 
 
 class FullScoring(Step[StepParams]):
@@ -37,7 +50,8 @@ class FullScoring(Step[StepParams]):
         work = prng(ctx)
         data = work.data
         hashes = ctx.input_hashes()
-        survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
+        sieve = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)
+        survivors = sieve["survivors"]
         params = read_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", hashes)["params"]
         triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
         ranked: list[dict[str, Any]] = []
@@ -62,11 +76,10 @@ class FullScoring(Step[StepParams]):
         top = ranked[0] if ranked else None
         chance = 1 / data.modulus
         recovered = bool(top and top["holdout_match"] >= max(RECOVERED_MATCH, 10 * chance))
-        verdict = (
-            f"seed {top['seed']} recovered: holdout match {top['holdout_match']:.0%} (chance {chance:.1%})"
-            if recovered and top
-            else "no survivor beats chance: the history is not explained by any searched seed"
-        )
+        if recovered and top:
+            verdict = f"seed {top['seed']} recovered: holdout match {top['holdout_match']:.0%} (chance {chance:.1%})"
+        else:
+            verdict = no_seed_verdict(data, sieve, top["holdout_match"] if top else None)
         out = {
             "verdict": verdict,
             "recovered": recovered,
@@ -76,7 +89,7 @@ class FullScoring(Step[StepParams]):
         }
         path = write_output(ctx.output_dir / RANKED, "ranked_survivors", out, hashes)
         metrics = {
-            "survivors": len(ranked) if recovered else 0,
+            "survivors": len(ranked),
             "scored": len(ranked),
             "recovered": recovered,
             "top_seed": top["seed"] if top else None,

@@ -8,14 +8,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from optuna.trial import Trial
+from optuna.trial import Trial, TrialState
 from pydantic import Field
 
 from pipeline.outputs import read_output, write_output
 from pipeline.prng.scoring import SCORER_DEFAULTS, chance_baseline
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE, prng, score_payloads
-from pipeline.studies import best_completed, open_study, run_trials, study_name, warm_start
+from pipeline.studies import (
+    best_completed,
+    fail_abandoned,
+    open_study,
+    run_trials,
+    study_name,
+    trials_of,
+    warm_start,
+)
 
 SPACE_VERSION = 1
 
@@ -37,6 +45,7 @@ class ScorerMeta(Step[ScorerParams]):
     inputs = (BIDIRECTIONAL,)
     outputs = (SCORER_CONFIG,)
     ramdisk_files = (TRAIN_FILE,)
+    advisor_params = ("trials",)
 
     def run(self, ctx: StepContext[ScorerParams]) -> StepResult:
         p = ctx.params
@@ -51,9 +60,15 @@ class ScorerMeta(Step[ScorerParams]):
             return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
         triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
         study = open_study(ctx.state_dir, study_name(2.5, work.study_key(), SPACE_VERSION))
-        warm_start(study)
+        abandoned = fail_abandoned(study)
+        done = trials_of(study, ctx.run_id, ctx.attempt, (TrialState.COMPLETE,))
+        todo = max(0, p.trials - len(done))
+        if todo:
+            warm_start(study)
 
         def suggest(trial: Trial) -> dict[str, Any]:
+            trial.set_user_attr("run_id", ctx.run_id)
+            trial.set_user_attr("attempt", ctx.attempt)
             return {
                 "skip_tolerance": trial.suggest_int("skip_tolerance", 0, 2),
                 "recency_weight": trial.suggest_float("recency_weight", 0.0, 1.0),
@@ -69,7 +84,7 @@ class ScorerMeta(Step[ScorerParams]):
                 values.append(separation(scores, cfg, data.modulus))
             return values
 
-        counts = run_trials(study, p.trials, max(1, p.trials), suggest, evaluate)
+        counts = run_trials(study, todo, max(1, todo), suggest, evaluate)
         best = best_completed(study)
         params = dict(best.params) if best else dict(SCORER_DEFAULTS)
         out = {"params": params, "best_value": best.value if best else None, "study": study.study_name}
@@ -81,5 +96,7 @@ class ScorerMeta(Step[ScorerParams]):
             "failed_trials": counts.failed,
             "first_trial": counts.first_number,
             "best_value": out["best_value"],
+            "resumed_trials": len(done),
+            "abandoned_trials": len(abandoned),
         }
         return StepResult(metrics, {SCORER_CONFIG: path})

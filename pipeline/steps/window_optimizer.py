@@ -1,29 +1,53 @@
-"""Step 1: the window optimizer. Optuna searches window size and match threshold; each trial sieves a
-fresh block of `max_seeds` seeds (the study's trial number picks the block, so later trials, retries
-and later runs continue the sweep instead of re-testing seeds) at every offset and skip of the
-envelope, forward window first, the reverse window only for forward survivors (else: pruned).
-The objective is how far the bidirectional survivors exceed what chance predicts (log10 ratio), so a
-loose window that lets random seeds through earns nothing."""
+"""Step 1: the window optimizer, a sampled sweep. Optuna searches window size and match threshold; each
+trial sieves the next uncovered block of `max_seeds` seeds of the range (pipeline/prng/sweep.py: the
+study remembers what its trials covered, so later trials, retries and later runs continue the sweep)
+at every offset and skip of the envelope, forward window first, the reverse window for the forward
+survivors. The objective is how far the bidirectional survivors exceed what chance predicts (log10
+ratio, 0 for a trial that found nothing), so a loose window that lets random seeds through earns nothing.
+
+A sample proves nothing by finding nothing: the coverage (fraction of the range this study has sieved
+in its current pass) is recorded with every trial and attempt, and when no significant survivor was
+found the window handed to step 2 is the one chosen before seeing the data (prng.windows.prior_window).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
+import optuna
 from loguru import logger
-from optuna.trial import FrozenTrial, Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 from pydantic import Field, model_validator
 
 from cluster.files import write_json_atomic
 from pipeline.outputs import write_output
+from pipeline.prng.chance import significant
 from pipeline.prng.data import History
-from pipeline.prng.windows import block_tasks, expected_bidirectional, merge_survivors, offsets, sieve_payloads
+from pipeline.prng.sweep import Sweep, merge
+from pipeline.prng.windows import (
+    block_tasks,
+    expected_bidirectional,
+    merge_survivors,
+    offsets,
+    prior_window,
+    sieve_payloads,
+)
 from pipeline.prng.workload import PrngWorkload
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import HOLDOUT_FILE, TRAIN_FILE, TRIAL_SURVIVORS, WINDOW_CONFIG, prng
-from pipeline.studies import PRUNED, TrialCounts, best_completed, open_study, run_trials, study_name, warm_start
+from pipeline.studies import (
+    TrialCounts,
+    best_completed,
+    fail_abandoned,
+    open_study,
+    run_trials,
+    study_name,
+    trials_of,
+    warm_start,
+)
 
 SPACE_VERSION = 1
 TRIALS_PER_JOB = 4
@@ -62,15 +86,20 @@ def write_split(out: Path, history: History, n_train: int) -> None:
 
 
 class WindowSweep:
-    """One run of the step's trials: what each trial sieves, how its result is scored, what was found.
+    """One attempt's trials: what each trial sieves, how its result is scored, what was found.
 
     Optuna asks for trials in batches (one cluster round each); `suggest` gives a trial its window and
     its seed block, `evaluate` runs a batch and turns each trial's survivors into its objective value."""
 
-    def __init__(self, ctx: StepContext[WindowParams], work: PrngWorkload) -> None:
+    def __init__(
+        self, ctx: StepContext[WindowParams], work: PrngWorkload, sweep: Sweep, max_seeds: int, finished: Sweep
+    ) -> None:
         self.ctx = ctx
         self.p = ctx.params
         self.work = work
+        self.sweep = sweep  # hands out blocks (a block counts as taken at once)
+        self.finished = finished  # what trials that ran to the end covered: the coverage shown
+        self.max_seeds = max_seeds
         self.found: dict[int, dict[str, Any]] = {}  # seed -> first row that found it
         self.per_trial: list[dict[str, Any]] = []
         self.seeds_tested = 0
@@ -78,12 +107,13 @@ class WindowSweep:
 
     def suggest(self, trial: Trial) -> dict[str, Any]:
         p = self.p
-        lo, hi = self.work.data.seed_range
         window = trial.suggest_int("window_size", p.window_min, p.window_max)
         threshold = trial.suggest_float("threshold", p.threshold_min, p.threshold_max, step=0.05)
-        start = lo + (trial.number * p.max_seeds) % (hi - lo)
-        end = min(start + p.max_seeds, hi)
+        sweep_pass, (start, end) = self.sweep.take(self.max_seeds)
         trial.set_user_attr("seed_block", [start, end])
+        trial.set_user_attr("sweep_pass", sweep_pass)
+        trial.set_user_attr("run_id", self.ctx.run_id)
+        trial.set_user_attr("attempt", self.ctx.attempt)
         return {"window_size": window, "threshold": round(threshold, 4), "start": start, "end": end}
 
     def evaluate(self, batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
@@ -99,43 +129,77 @@ class WindowSweep:
         merged = merge_survivors(results)
         return [self.record(trial, cfg, merged.get(trial.number)) for trial, cfg in batch]
 
-    def record(self, trial: Trial, cfg: dict[str, Any], got: dict[str, Any] | None) -> float | str:
-        """Keep what one trial found and return its objective (PRUNED when not one seed passed forward)."""
-        data = self.work.data
+    def record(self, trial: Trial, cfg: dict[str, Any], got: dict[str, Any] | None) -> float:
+        """Keep what one trial found and return its objective (0.0 for a trial that found nothing)."""
         got = got or {"forward": 0, "survivors": {}}
+        count, expected = self._account(trial.number, cfg, got)
+        trial.set_user_attr("survivors", count)
+        trial.set_user_attr("forward_survivors", got["forward"])
+        trial.set_user_attr("expected_chance", expected)
+        sweep_pass = int(trial.user_attrs.get("sweep_pass", self.finished.pass_number))
+        if sweep_pass > self.finished.pass_number:
+            self.finished = Sweep(self.finished.lo, self.finished.hi, sweep_pass, [])
+        self.finished.covered = merge([*self.finished.covered, (cfg["start"], cfg["end"])])
+        trial.set_user_attr("coverage", round(self.finished.coverage, 6))
+        return chance_score(count, expected)
+
+    def restore(self, done: Sequence[FrozenTrial], stored: Mapping[str, dict[str, Any]]) -> None:
+        """Account for the trials a killed run of this attempt finished, from their stored chunk results."""
+        merged = merge_survivors(stored.values())
+        for trial in sorted(done, key=lambda t: t.number):
+            start, end = trial.user_attrs["seed_block"]
+            cfg = {"window_size": trial.params["window_size"], "threshold": round(trial.params["threshold"], 4),
+                   "start": start, "end": end}  # fmt: skip
+            self._account(trial.number, cfg, merged.get(trial.number) or {"forward": 0, "survivors": {}})
+
+    def _account(self, number: int, cfg: dict[str, Any], got: dict[str, Any]) -> tuple[int, float]:
+        data = self.work.data
         rows = list(got["survivors"].values())
         seeds = cfg["end"] - cfg["start"]
         expected = expected_bidirectional(data, seeds, cfg["window_size"], cfg["threshold"])
         self.seeds_tested += seeds * len(offsets(data))
         self.expected += expected
-        trial.set_user_attr("survivors", len(rows))
-        trial.set_user_attr("expected_chance", expected)
         survivors = [[r["seed"], r["skip"], r["offset"], r["forward_matches"], r["reverse_matches"]] for r in rows]
         self.per_trial.append(
-            {
-                "trial": trial.number,
-                **cfg,
-                "forward": got["forward"],
-                "survivors": survivors,
-                "expected_chance": expected,
-            }
+            {"trial": number, **cfg, "forward": got["forward"], "survivors": survivors, "expected_chance": expected}
         )
         for row in rows:
-            self.found.setdefault(row["seed"], {**row, "trial": trial.number, **cfg})
-        if got["forward"] == 0:
-            return PRUNED
-        return chance_score(len(rows), expected)
+            self.found.setdefault(row["seed"], {**row, "trial": number, **cfg})
+        return len(rows), expected
 
 
-def chosen_window(best: FrozenTrial | None, p: WindowParams) -> dict[str, Any]:
-    """The study's best window so far; with no completed trial, the strictest window the params allow."""
-    if best is None:
-        return {"window_size": p.window_max, "threshold": p.threshold_max, "best_value": None, "best_trial": None}
+def study_sweep(study: optuna.Study, lo: int, hi: int, *, advance: bool = True) -> Sweep:
+    """The study's sweep as its finished trials left it (failed and abandoned trials cover nothing);
+    advance=False keeps a pass just completed (coverage 1.0) instead of opening the next."""
+    blocks = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        block, sweep_pass = trial.user_attrs.get("seed_block"), trial.user_attrs.get("sweep_pass", 0)
+        if isinstance(block, list) and len(block) == 2:
+            blocks.append((int(sweep_pass), (int(block[0]), int(block[1]))))
+    return Sweep.resume(lo, hi, blocks, advance=advance)
+
+
+def chosen_window(
+    best: FrozenTrial | None, significant_found: bool, prior: tuple[int, float], p: WindowParams
+) -> dict[str, Any]:
+    """The window step 2 sieves the whole range with: the best trial's when step 1 found significant
+    survivors, else the window chosen before any data was seen."""
+    if significant_found and best is not None:
+        return {
+            "window_size": best.params["window_size"],
+            "threshold": best.params["threshold"],
+            "best_value": best.value,
+            "best_trial": best.number,
+            "window_source": f"best trial #{best.number}",
+        }
+    window, expected = prior
     return {
-        "window_size": best.params["window_size"],
-        "threshold": best.params["threshold"],
-        "best_value": best.value,
-        "best_trial": best.number,
+        "window_size": window,
+        "threshold": 1.0,
+        "best_value": best.value if best else None,
+        "best_trial": None,
+        "window_source": f"prior: smallest window at threshold 1.0 with chance expectation {expected:.2g} over the "
+        "whole range (no significant survivor in the sample)",
     }
 
 
@@ -145,6 +209,8 @@ class WindowOptimizer(Step[WindowParams]):
     Params = WindowParams
     outputs = (WINDOW_CONFIG, TRIAL_SURVIVORS)
     data_files = (TRAIN_FILE, HOLDOUT_FILE)
+    advisor_params = ("trials", "max_seeds", "window_min", "window_max", "threshold_min", "threshold_max")
+    search = "sampled"
 
     def run(self, ctx: StepContext[WindowParams]) -> StepResult:
         p = ctx.params
@@ -152,16 +218,53 @@ class WindowOptimizer(Step[WindowParams]):
         out = ctx.output_dir
         write_split(out, work.history, len(work.train))
         study = open_study(ctx.state_dir, study_name(1, work.study_key(), SPACE_VERSION))
-        earlier = warm_start(study)
+        abandoned = fail_abandoned(study)
+        if abandoned:
+            logger.warning("step 1: trials {} left running by a killed run: marked FAIL, blocks re-queued", abandoned)
+        lo, hi = work.data.seed_range
+        sweep = study_sweep(study, lo, hi)
+        done = trials_of(study, ctx.run_id, ctx.attempt, (TrialState.COMPLETE,))
+        todo = max(0, p.trials - len(done))
+        max_seeds = sweep.cap(todo, p.max_seeds) if todo else p.max_seeds
+        caps = []
+        if max_seeds != p.max_seeds:
+            caps.append(
+                {
+                    "field": "max_seeds",
+                    "asked": p.max_seeds,
+                    "applied": max_seeds,
+                    "reason": f"{todo} trials x {p.max_seeds} seeds exceed the {sweep.remaining} seeds left in sweep "
+                    f"pass {sweep.pass_number}: cut so the trials cover the rest of the range once",
+                }
+            )
+            logger.warning("step 1: {}", caps[-1]["reason"])
+        earlier = warm_start(study) if todo else None
         if earlier is not None:
             logger.info("step 1: study {} continues; first trial re-tries best #{}", study.study_name, earlier.number)
-        sweep = WindowSweep(ctx, work)
+        trials = WindowSweep(ctx, work, sweep, max_seeds, study_sweep(study, lo, hi))
+        if done:
+            trials.restore(done, ctx.store.chunk_results(ctx.run_id, ctx.number))
+            logger.info("step 1: resuming attempt {}: {} trial(s) already done, {} to go", ctx.attempt, len(done), todo)
         batch_size = max(1, TRIALS_PER_JOB * max(1, sum(n.slot_count for n in ctx.config.nodes)))
-        counts = run_trials(study, p.trials, batch_size, sweep.suggest, sweep.evaluate)
-        config = self._write_outputs(ctx, work, sweep, chosen_window(best_completed(study), p), study.study_name)
-        return StepResult(
-            self._metrics(sweep, counts, config), {name: out / name for name in (*self.outputs, *self.data_files)}
+        counts = run_trials(study, todo, batch_size, trials.suggest, trials.evaluate)
+        finished = study_sweep(study, lo, hi, advance=False)
+        study.set_user_attr("coverage", {"pass": finished.pass_number, "fraction": round(finished.coverage, 6)})
+        significant_found = significant(len(trials.found), trials.expected)
+        prior = prior_window(work.data, len(work.train))
+        config = chosen_window(best_completed(study), significant_found, prior, p)
+        config = self._write_outputs(ctx, work, trials, config, study.study_name)
+        metrics = self._metrics(trials, counts, config)
+        metrics.update(
+            coverage=round(finished.coverage, 6),
+            sweep_pass=finished.pass_number,
+            significant=significant_found,
+            resumed_trials=len(done),
+            abandoned_trials=len(abandoned),
+            seeds_per_trial=max_seeds,
         )
+        applied = {**p.model_dump(), "max_seeds": max_seeds} if caps else None
+        outputs = {name: out / name for name in (*self.outputs, *self.data_files)}
+        return StepResult(metrics, outputs, applied=applied, caps=caps)
 
     def _write_outputs(
         self, ctx: StepContext[WindowParams], work: PrngWorkload, sweep: WindowSweep, config: dict[str, Any], study: str

@@ -60,6 +60,7 @@ class RunRecord:
     host: str | None
     args: Any
     reason: str | None
+    verdict: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ def _run(row: Any) -> RunRecord:
     return RunRecord(**{**dict(row), "args": loads(row["args"])})
 
 
+def _decision(row: Any) -> dict[str, Any]:
+    loaded = {k: loads(row[k]) for k in ("inputs", "clamped", "applied", "next_run")}
+    return {**dict(row), **loaded}
+
+
 def _step(row: Any) -> StepRecord:
     return StepRecord(**{**dict(row), "params": loads(row["params"]), "metrics": loads(row["metrics"])})
 
@@ -97,15 +103,32 @@ class RunStore(ChunkStoreMixin, LedgerMixin):
             )
             return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
+    def finish_run(self, run_id: int, status: str, reason: str | None = None, verdict: str | None = None) -> None:
+        """verdict: what the run concluded about its data, in the words of its final step."""
         if status not in RUN_STATUSES - {"running"}:
             raise StoreError(f"finish_run: status {status!r} is not one of succeeded, failed, escalated, halted")
         with self._tx() as conn:
             cur = conn.execute(
-                "UPDATE runs SET status = ?, finished = ?, reason = ? WHERE id = ?", (status, now(), reason, run_id)
+                "UPDATE runs SET status = ?, finished = ?, reason = ?, verdict = ? WHERE id = ?",
+                (status, now(), reason, verdict, run_id),
             )
             if not cur.rowcount:
                 raise StoreError(f"finish_run: no run with id {run_id}")
+
+    def fail_unfinished(self, run_id: int, reason: str, *, steps: bool = True) -> None:
+        """A run ended by an exception: it becomes failed, with why; so do its steps still marked running
+        (unless steps=False: an interrupted step is left to `--resume`, as after a kill)."""
+        with self._tx() as conn:
+            if steps:
+                conn.execute(
+                    "UPDATE steps SET status = 'failed', error = ?, finished = ? "
+                    "WHERE run_id = ? AND status = 'running'",
+                    (reason, now(), run_id),
+                )
+            conn.execute(
+                "UPDATE runs SET status = 'failed', reason = ?, finished = ? WHERE id = ? AND status = 'running'",
+                (reason, now(), run_id),
+            )
 
     def resume_run(self, run_id: int) -> None:
         """Mark a run as running again in this process (a crashed or stopped run being resumed)."""
@@ -186,6 +209,16 @@ class RunStore(ChunkStoreMixin, LedgerMixin):
             sql += f" LIMIT {int(limit)}"
         return [_step(r) for r in reversed(self._query(sql, tuple(params)))]
 
+    def dataset_history(self, number: float, dataset: str, limit: int = 20) -> list[StepRecord]:
+        """Attempts of a step on one data set (those a decision was recorded for), oldest first."""
+        rows = self._query(
+            "SELECT s.* FROM steps s JOIN decisions d ON d.run_id = s.run_id AND d.step = s.number "
+            "AND d.attempt = s.attempt WHERE s.number = ? AND d.dataset = ? "
+            "ORDER BY s.run_id DESC, s.attempt DESC LIMIT ?",
+            (number, dataset, int(limit)),
+        )
+        return [_step(r) for r in reversed(rows)]
+
     def latest_step(self, run_id: int, number: float) -> StepRecord | None:
         rows = self._query(
             "SELECT * FROM steps WHERE run_id = ? AND number = ? ORDER BY attempt DESC LIMIT 1", (run_id, number)
@@ -207,11 +240,16 @@ class RunStore(ChunkStoreMixin, LedgerMixin):
         applied: Any = None,
         reason: str | None = None,
         fallback: str | None = None,
+        next_run: Any = None,
+        dataset: str | None = None,
     ) -> int:
+        """next_run: the params the next run of this step starts from (None: pipeline.yaml's); dataset:
+        the workload's study key, so a later run on other data does not inherit this budget."""
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO decisions (run_id, step, attempt, inputs, advisor, raw_answer, clamped, applied, "
-                "decision, reason, fallback, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "decision, reason, fallback, time, next_run, dataset) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     step,
@@ -225,16 +263,24 @@ class RunStore(ChunkStoreMixin, LedgerMixin):
                     reason,
                     fallback,
                     now(),
+                    dumps(next_run),
+                    dataset,
                 ),
             )
             return int(cur.lastrowid or 0)
 
     def decisions(self, run_id: int) -> list[dict[str, Any]]:
         rows = self._query("SELECT * FROM decisions WHERE run_id = ? ORDER BY id", (run_id,))
-        return [
-            {**dict(r), "inputs": loads(r["inputs"]), "clamped": loads(r["clamped"]), "applied": loads(r["applied"])}
-            for r in rows
-        ]
+        return [_decision(r) for r in rows]
+
+    def last_decision(self, step: float, dataset: str, *, before_run: int | None = None) -> dict[str, Any] | None:
+        """The latest decision on `step` for this data set (in runs before `before_run`): where its next run starts."""
+        sql = "SELECT * FROM decisions WHERE step = ? AND dataset = ?"
+        params: tuple[Any, ...] = (step, dataset)
+        if before_run is not None:
+            sql, params = sql + " AND run_id < ?", (*params, before_run)
+        rows = self._query(sql + " ORDER BY id DESC LIMIT 1", params)
+        return _decision(rows[0]) if rows else None
 
     def record_preflight(
         self, result: Any, *, run_id: int | None = None, step: float | None = None, ok: bool | None = None

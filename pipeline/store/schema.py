@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cluster.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 QUICK_CHECK_MAX_BYTES = 256 << 20
 APPLICATION_ID = 0x57415443  # "WATC": marks the file as ours, so a foreign SQLite file is recognised
 
@@ -23,7 +23,8 @@ CREATE TABLE schema_version (version INTEGER NOT NULL, written_by TEXT NOT NULL,
 CREATE TABLE runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started REAL NOT NULL, finished REAL, status TEXT NOT NULL,
-    from_step REAL, to_step REAL, config_hash TEXT, pid INTEGER, host TEXT, args TEXT, reason TEXT
+    from_step REAL, to_step REAL, config_hash TEXT, pid INTEGER, host TEXT, args TEXT, reason TEXT,
+    verdict TEXT
 );
 CREATE TABLE steps (
     run_id INTEGER NOT NULL REFERENCES runs(id), number REAL NOT NULL, name TEXT NOT NULL,
@@ -48,7 +49,8 @@ CREATE INDEX chunk_failures_by_chunk ON chunk_failures (run_id, step, chunk_id);
 CREATE TABLE decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, step REAL NOT NULL,
     attempt INTEGER NOT NULL, inputs TEXT, advisor TEXT NOT NULL, raw_answer TEXT, clamped TEXT,
-    applied TEXT, decision TEXT NOT NULL, reason TEXT, fallback TEXT, time REAL NOT NULL
+    applied TEXT, decision TEXT NOT NULL, reason TEXT, fallback TEXT, time REAL NOT NULL,
+    next_run TEXT, dataset TEXT
 );
 CREATE TABLE gpu_quarantine (
     node TEXT NOT NULL, gpu INTEGER NOT NULL, reason TEXT NOT NULL, evidence TEXT NOT NULL,
@@ -86,8 +88,16 @@ EXPECTED_TABLES = frozenset(
     }
 )
 
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """v2: a run's verdict; a decision's parameters for the next run of its step and the data set it saw."""
+    conn.execute("ALTER TABLE runs ADD COLUMN verdict TEXT")
+    conn.execute("ALTER TABLE decisions ADD COLUMN next_run TEXT")
+    conn.execute("ALTER TABLE decisions ADD COLUMN dataset TEXT")
+
+
 # version n -> function migrating a file at version n to n + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
 def _damaged(path: Path, detail: str) -> StoreError:

@@ -12,9 +12,14 @@ from loguru import logger
 
 from agents.advisors import StepMetrics, advise
 from agents.settings import AgentSettings
+from agents.watcher import validator_for
+from pipeline.steps.window_optimizer import WindowOptimizer
 
 KEY = "sk-ant-test-SECRET-0123456789abcdef"
-CURRENT = {"trials": 10, "max_seeds": 10_000, "threshold": 0.5}
+# Step 1's real parameters, tunables and validation: what the advisor meets in `watcher run`.
+CURRENT = {"trials": 10, "max_seeds": 10_000, "window_min": 6, "window_max": 12, "threshold_min": 0.6,
+           "threshold_max": 1.0}  # fmt: skip
+TUNABLES = WindowOptimizer.tunables()
 
 
 @pytest.fixture
@@ -38,11 +43,17 @@ def settings(timeout: float = 1.0, retries: int = 1) -> AgentSettings:
 
 
 def empty_step() -> StepMetrics:
-    return StepMetrics(step=1, params=dict(CURRENT), survivors=0, completed_trials=10, seeds_tested=100_000)
+    return StepMetrics(
+        step=1, params=dict(CURRENT), survivors=0, completed_trials=10, seeds_tested=100_000, search="sampled",
+        coverage=0.006,
+    )  # fmt: skip
 
 
 def ask(s: AgentSettings | None = None):
-    return advise(1, empty_step(), [empty_step()], s or settings(), current_params=CURRENT)
+    return advise(
+        1, empty_step(), [empty_step()], s or settings(), current_params=CURRENT, tunables=TUNABLES,
+        validate=validator_for(WindowOptimizer),
+    )  # fmt: skip
 
 
 def assert_no_key(outcome: object, logs: list[str]) -> None:
@@ -56,27 +67,47 @@ def test_valid_tool_call_is_applied(api: FakeMessagesAPI, logs: list[str]) -> No
     api.script.replies.append((200, tool_reply(answer), 0))
     outcome = ask()
     assert outcome.advisor == "claude" and outcome.fallback_reason is None
-    assert outcome.applied == {"trials": 120, "max_seeds": 200_000, "threshold": 0.5}
+    assert outcome.applied == {**CURRENT, "trials": 120, "max_seeds": 200_000}
     assert outcome.clamps == [] and outcome.raw == answer
     sent = api.script.requests[0]
     assert sent["path"] == "/v1/messages"
     assert sent["json"]["tool_choice"] == {"type": "tool", "name": "propose_step_budget"}
-    assert "rule_advisor_proposal" in sent["json"]["messages"][0]["content"]
+    context = json.loads(sent["json"]["messages"][0]["content"])
+    assert "rule_advisor_proposal" in context and context["last_attempt"]["coverage"] == 0.006
+    assert context["tunable_bounds"]["trials"] == {"min": 10, "max": 500, "integer": True}
+    assert context["tunable_bounds"]["threshold_min"] == {"min": 0.0, "max": 1.0, "integer": False}
+    schema = sent["json"]["tools"][0]["input_schema"]["properties"]
+    assert set(schema) == {*CURRENT, "decision", "confidence", "reasoning"}  # the step's own names
     headers = {k.lower(): v for k, v in sent["headers"].items()}
     assert KEY in (headers.get("x-api-key", "") + headers.get("authorization", ""))  # sent; never logged
     assert_no_key(outcome, logs)
 
 
 def test_out_of_bound_values_are_clamped_and_recorded(api: FakeMessagesAPI, logs: list[str]) -> None:
-    answer = {"trials": 5000, "max_seeds": 10, "threshold": 3.0, "decision": "RETRY", "confidence": 1, "reasoning": "x"}
+    answer = {"trials": 5000, "max_seeds": 10, "threshold_min": 3.0, "decision": "RETRY", "confidence": 1,
+              "reasoning": "x"}  # fmt: skip
     api.script.replies.append((200, tool_reply(answer), 0))
     outcome = ask()
     assert outcome.advisor == "claude"
-    assert outcome.applied == {"trials": 500, "max_seeds": 10_000, "threshold": 1.0}
+    assert outcome.applied == {**CURRENT, "trials": 500, "max_seeds": 10_000, "threshold_min": 1.0}
     assert {(c.field, c.asked, c.applied) for c in outcome.clamps} == {
-        ("trials", 5000, 500), ("max_seeds", 10, 10_000), ("threshold", 3.0, 1.0),
+        ("trials", 5000, 500), ("max_seeds", 10, 10_000), ("threshold_min", 3.0, 1.0),
     }  # fmt: skip
+    assert outcome.change_text == " -> next attempt: trials 500, threshold_min 1"  # max_seeds stays 10000
     assert_no_key(outcome, logs)
+
+
+def test_window_changes_the_step_would_reject_are_undone(api: FakeMessagesAPI) -> None:
+    answer = {"window_min": 20, "threshold": 0.9, "decision": "RETRY", "confidence": 1, "reasoning": "x"}
+    api.script.replies.append((200, tool_reply(answer), 0))
+    outcome = ask()
+    assert outcome.advisor == "rules" and "threshold" in (outcome.fallback_reason or "")  # not a field of step 1
+    answer = {"window_min": 20, "threshold_min": 0.9, "decision": "RETRY", "confidence": 1, "reasoning": "x"}
+    api.script.replies.append((200, tool_reply(answer), 0))
+    outcome = ask()
+    assert outcome.applied == {**CURRENT, "threshold_min": 0.9}  # window_min 20 > window_max 12: undone
+    (undone,) = [c for c in outcome.clamps if c.applied is None]
+    assert undone.field == "window_min" and "window_min 20 is above window_max 12" in undone.reason
 
 
 @pytest.mark.parametrize(
@@ -94,7 +125,7 @@ def test_bad_answers_fall_back_to_rules(api: FakeMessagesAPI, logs: list[str], r
     outcome = ask()
     assert outcome.advisor == "rules"
     assert outcome.fallback_reason and __import__("re").search(reason, outcome.fallback_reason)
-    assert outcome.applied["trials"] == 30  # the rules' answer for 0 survivors after 10 trials
+    assert outcome.applied["trials"] == 50  # the rules' answer for 0 survivors after 10 trials
     assert_no_key(outcome, logs)
 
 
@@ -131,7 +162,7 @@ def test_no_key_means_rules_with_one_log_line(monkeypatch: pytest.MonkeyPatch, l
     import agents.advisors.select as advisors
 
     monkeypatch.setattr(advisors, "_warned_no_key", False)
-    outcome = advise(1, empty_step(), [], settings(), current_params=CURRENT)
-    advise(1, empty_step(), [], settings(), current_params=CURRENT)
+    outcome = advise(1, empty_step(), [], settings(), current_params=CURRENT, tunables=TUNABLES)
+    advise(1, empty_step(), [], settings(), current_params=CURRENT, tunables=TUNABLES)
     assert outcome.advisor == "rules" and outcome.fallback_reason is None
     assert sum("no ANTHROPIC_API_KEY" in line for line in logs) == 1

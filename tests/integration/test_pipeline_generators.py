@@ -66,9 +66,9 @@ def test_planted_seed_is_recovered_locally(tmp_path: Path, generator: str, seed:
 def test_no_planted_seed_ends_honestly(tmp_path: Path) -> None:
     _, pipeline = write_case(tmp_path, "lcg32", None)
     res = run(tmp_path, pipeline)
-    assert res.returncode == 1
-    assert "ESCALATED" in res.stdout and "0 survivors" in res.stdout
-    assert "recovered" not in res.stdout
+    assert res.returncode == 0, res.stdout + res.stderr  # a verdict, not an escalation
+    assert "ESCALATED" not in res.stdout and "recovered" not in res.stdout
+    assert "no seed reproduces this history: lcg32 seeds [0, 1048576)" in res.stdout
 
 
 def test_planted_seed_is_recovered_on_three_fake_rigs(

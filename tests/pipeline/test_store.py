@@ -35,6 +35,28 @@ def test_created_once_with_version_and_wal(tmp_path: Path) -> None:
         assert len(third._query("SELECT * FROM schema_version")) == 1
 
 
+def test_a_version_1_store_is_migrated_keeping_its_runs(tmp_path: Path) -> None:
+    """A store written before verdicts and next-run budgets existed (schema 1) opens and gains them."""
+    path = tmp_path / "watcher.db"
+    with RunStore(path) as store:
+        run = store.create_run(1)
+        store.record_decision(run, 1, 1, advisor="rules", decision="PROCEED")
+    conn = sqlite3.connect(path)
+    for table, column in (("runs", "verdict"), ("decisions", "next_run"), ("decisions", "dataset")):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (1, 'watcher 0.1', 0)")
+    conn.commit()
+    conn.close()
+    with RunStore(path) as store:
+        assert [r.id for r in store.runs()] == [run]
+        store.finish_run(run, "succeeded", "done", verdict="no seed reproduces this history")
+        store.record_decision(run, 1, 2, advisor="rules", decision="PROCEED", next_run={"max_seeds": 2}, dataset="d")
+        assert store.get_run(run).verdict == "no seed reproduces this history"
+        assert store.last_decision(1, "d")["next_run"] == {"max_seeds": 2}
+        assert [v for (v,) in store.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+
+
 def test_newer_schema_is_refused_with_a_fix(tmp_path: Path) -> None:
     path = tmp_path / "watcher.db"
     RunStore(path).close()
