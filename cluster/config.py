@@ -12,12 +12,22 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from cluster.errors import ConfigError
 
 GpuKind = Literal["rocm", "cuda", "cpu"]
 NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# A PCI address as rocm-smi and the kernel print it: domain:bus:device.function; the domain may be left out.
+PCI_PATTERN = r"^(?:[0-9A-Fa-f]{4}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$"
+
+
+def normalise_pci(pci: str) -> str:
+    """`22:00.0` and `0000:22:00.0` name the same card: lower case, with the domain."""
+    pci = pci.strip().lower()
+    return pci if pci.count(":") == 2 else f"0000:{pci}"
+
+
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -33,6 +43,13 @@ class ExcludedGpu(_Strict):
 
     index: Annotated[int, Field(ge=0)]
     reason: Annotated[str, Field(min_length=1)]
+    # The card's PCI address when known: indices move after a reseat, the address does not.
+    pci: Annotated[str, Field(pattern=PCI_PATTERN)] | None = None
+
+    @field_validator("pci")
+    @classmethod
+    def _pci_normalised(cls, pci: str | None) -> str | None:
+        return normalise_pci(pci) if pci else None
 
 
 class NodeConfig(_Strict):
@@ -41,7 +58,7 @@ class NodeConfig(_Strict):
     name: Annotated[str, Field(pattern=NODE_NAME_PATTERN)]
     transport: Literal["local", "ssh"] = "ssh"
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    port: Annotated[StrictInt, Field(ge=1, le=65535)] = 22
     user: str | None = None
     key_file: str | None = None
     known_hosts: str | None = None
@@ -55,6 +72,8 @@ class NodeConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     excluded_gpus: list[ExcludedGpu] = Field(default_factory=list)
     max_concurrent_jobs: Annotated[int, Field(ge=1)] | None = None
+    # Where the node's amdgpu sysfs is read from (a fake tree on test rigs).
+    sysfs_root: Annotated[str, Field(pattern=r"^/[^\s;'\"`$]*$")] = "/sys"
 
     @field_validator("host")
     @classmethod
@@ -69,7 +88,7 @@ class NodeConfig(_Strict):
         import re
 
         for key in env:
-            if not re.match(ENV_NAME_PATTERN, key):
+            if not re.fullmatch(ENV_NAME_PATTERN.strip("^$"), key):  # whole name: "A\n" is not a name
                 raise ValueError(f"environment variable name {key!r} is not a valid identifier")
         return env
 
@@ -78,10 +97,14 @@ class NodeConfig(_Strict):
         if self.gpu_kind != "cpu" and self.gpu_count is None:
             raise ValueError(f"gpu_count is required for gpu_kind {self.gpu_kind!r}")
         seen: set[int] = set()
+        seen_pci: set[str] = set()
         for pos, gpu in enumerate(self.excluded_gpus):
             if gpu.index in seen:
                 raise ValueError(f"excluded_gpus[{pos}].index {gpu.index} is listed twice")
+            if gpu.pci and gpu.pci in seen_pci:
+                raise ValueError(f"excluded_gpus[{pos}].pci {gpu.pci} is listed twice")
             seen.add(gpu.index)
+            seen_pci.add(gpu.pci or "")
             if self.gpu_count is not None and gpu.index >= self.gpu_count:
                 raise ValueError(
                     f"excluded_gpus[{pos}].index {gpu.index} is out of range: "
@@ -89,6 +112,13 @@ class NodeConfig(_Strict):
                 )
         if self.transport == "ssh" and self.gpu_kind == "cpu" and self.gpu_count is None:
             raise ValueError("an ssh node with gpu_kind 'cpu' needs gpu_count (its number of CPU slots)")
+        slots = self.slot_count
+        for pos, gpu in enumerate(self.excluded_gpus):
+            if gpu.index >= slots:
+                raise ValueError(
+                    f"excluded_gpus[{pos}].index {gpu.index} is out of range: the node has {slots} slot(s) "
+                    f"(indices 0-{slots - 1})"
+                )
         return self
 
     @property
@@ -128,6 +158,12 @@ class WatchedGpu(_Strict):
     node: Annotated[str, Field(pattern=NODE_NAME_PATTERN)]
     gpu: Annotated[int, Field(ge=0)]
     note: str = ""
+    pci: Annotated[str, Field(pattern=PCI_PATTERN)] | None = None
+
+    @field_validator("pci")
+    @classmethod
+    def _pci_normalised(cls, pci: str | None) -> str | None:
+        return normalise_pci(pci) if pci else None
 
 
 class Timeouts(_Strict):
@@ -152,6 +188,12 @@ class HealthPolicy(_Strict):
     # Off only for clusters that are meant to run on CPU torch (e.g. test rigs); on real rigs a CPU-only
     # torch makes every job ~50x slower, so preflight fails on it.
     check_torch_devices: bool = True
+    # Nothing polls a node's GPUs (rocm-smi, sysfs) more often than this: frequent SMU queries crashed a rig.
+    min_probe_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    # Seconds the sysfs reads of one GPU (and one rocm-smi call) may take before the GPU is suspected hung.
+    probe_deadline_s: Annotated[float, Field(gt=0, le=120)] = 8.0
+    # true: any unreachable node stops `watcher run`; false: the run goes on while min_healthy_gpus remain.
+    require_all_nodes: bool = False
 
 
 class SchedulerPolicy(_Strict):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cluster.config import ClusterConfig
 from cluster.errors import StepError
+from cluster.gpu import cleanup as gpu_cleanup
+from cluster.gpu import probe as gpu_probe
 from cluster.gpu.ledger import HealthLedger
 from cluster.transport.base import Executor
 from pipeline.outputs import check_complete
@@ -46,10 +48,28 @@ def preload_ramdisk(
 class GateResult:
     report: PreflightReport
     notes: list[str] = field(default_factory=list)  # what the operator should read besides the failures
+    # nodes the step goes on without: unreachable, while the healthy slots left still meet min_healthy_gpus
+    without: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return bool(self.report.ok)
+        return bool(self.report.ok) or bool(self.without)
+
+
+def degraded_nodes(report: PreflightReport, config: ClusterConfig) -> dict[str, str]:
+    """Unreachable nodes a run may go on without: every failure is one of those nodes' unreachability, the
+    capacity check passed on what is left, and the operator did not set health.require_all_nodes.
+    Empty when the gate must stop the run. (`preflight check` stays strict: its exit code ignores this.)"""
+    if report.ok or config.health.require_all_nodes:
+        return {}
+    failures = report.failures
+    dead = {r.node: r.line() for r in failures if r.check == "ssh"}
+    if not dead or any(r.node not in dead for r in failures):
+        return {}
+    capacity = [r for r in report.results if r.check == "capacity"]
+    if not capacity or capacity[0].status != "ok" or len(dead) >= len(config.nodes):
+        return {}
+    return dead
 
 
 def check_step(
@@ -83,8 +103,12 @@ def open_gate(
     state_dir: Path,
     say: Callable[[str], None] = print,
 ) -> GateResult:
-    """Preload, preflight and record; the caller starts the step only when the result is ok."""
+    """Preload, preflight and record; the caller starts the step only when the result is ok (which includes
+    going on without unreachable nodes, listed in `without`)."""
     notes: list[str] = []
+    # whoever reads kernel lines or runs a cleanup in this process records it in this run store
+    gpu_probe.use_cursor_store(store)
+    gpu_cleanup.use_result_store(store)
     if entry.number >= 2 and ramdisk_sources(entry, state_dir):
         try:
             preload_ramdisk(entry, state_dir, config, executors)
@@ -93,7 +117,13 @@ def open_gate(
             say(notes[-1])
     report = check_step(entry, config=config, state_dir=state_dir, ledger=store)
     store.record_preflight(report.to_json(), run_id=run_id, step=entry.number, ok=report.ok)
-    if not report.ok:
+    without = degraded_nodes(report, config)
+    if without:
+        capacity = next(r.message for r in report.results if r.check == "capacity")
+        for node, line in without.items():
+            say(f"preflight: step {entry.number:g} goes on without {node} ({capacity} left): {line}")
+            store.record_event("node_unreachable", reason=line, run_id=run_id, step=entry.number, node=node)
+    elif not report.ok:
         for line in report.failure_lines():
             say(f"preflight: {line}")
-    return GateResult(report, notes)
+    return GateResult(report, notes, without)

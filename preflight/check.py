@@ -18,7 +18,10 @@ from cluster.transport import executor_for
 from preflight.evaluate import (
     evaluate_capacity,
     evaluate_gpus,
+    evaluate_identity,
+    evaluate_missing_sources,
     evaluate_node_facts,
+    evaluate_probe_notes,
     evaluate_ramdisk,
     evaluate_reachability,
     evaluate_releases,
@@ -60,14 +63,25 @@ def run_preflight(
     report = PreflightReport(step=step)
     report.results.extend(_check_inputs(required_inputs, input_check))
     expected = {name: sha256_file(p) for name, p in (ramdisk_files or {}).items() if Path(p).exists()}
+    if step is not None and step >= 2:
+        report.results.extend(evaluate_missing_sources([str(p) for p in (ramdisk_files or {}).values()
+                                                        if not Path(p).exists()]))  # fmt: skip
     executors = {n.name: executor_for(n, config.timeouts) for n in nodes}
     by_name = {n.name: n for n in nodes}
     entries = list(ledger.entries()) if ledger is not None else []
-    watch: dict[str, set[int]] = {}
+    watch: dict[str, dict[int, str | None]] = {}
     for w in config.watchlist:
-        watch.setdefault(w.node, set()).add(w.gpu)
+        watch.setdefault(w.node, {})[w.gpu] = w.pci
+    cursors = ledger if ledger is not None and hasattr(ledger, "kernel_cursor") else None
     try:
-        values, errors = gather_all(executors, by_name, config, expected, deadline or config.timeouts.preflight)
+        values, errors = gather_all(
+            executors,
+            by_name,
+            config,
+            expected,
+            deadline or config.timeouts.preflight,
+            cursors,  # type: ignore[arg-type]
+        )
     finally:
         for ex in executors.values():
             ex.close()
@@ -77,19 +91,27 @@ def run_preflight(
         report.results.append(evaluate_reachability(n, errors.get(n.name)))
         if n.name not in values:
             continue
-        gpus, facts, remote = values[n.name]
+        probe, facts, remote = values[n.name]
+        gpus = probe.gpus
+        report.results.extend(evaluate_probe_notes(n, probe.warnings, [f.line for f in probe.kernel]))
+        report.results.extend(evaluate_identity(n, probe.buses, watch.get(n.name, {})))
+        if not probe.fresh:
+            logger.info("{}: GPU reading from {:.1f} s ago reused (health.min_probe_interval_s)", n.name, probe.age_s)
         quarantined = quarantined_on(entries, n.name)
-        if ledger is not None:
+        if ledger is not None and probe.fresh:
             newly, released = apply_checks(ledger, n, gpus, quarantined, config.health.probation_checks)
             for g in newly:
                 logger.warning("quarantined {}: {}", g.key, "; ".join(g.evidence))
             report.results.extend(evaluate_releases(n, released))
             quarantined = quarantined_on(ledger.entries(), n.name)
-        report.results.extend(evaluate_gpus(n, gpus, quarantined, watch.get(n.name, set())))
+        report.results.extend(evaluate_gpus(n, gpus, quarantined, set(watch.get(n.name, {}))))
         total_usable += usable_count(n, gpus, quarantined)
         for g in gpus:
-            if g.index in watch.get(n.name, set()):
-                logger.info("watchlist {}: {} {}", g.key, g.status.value, "; ".join(g.evidence) or g.readings)
+            if g.index in watch.get(n.name, {}):
+                logger.warning(
+                    "watchlist {} ({}): {}; readings {}; {}", g.key, g.pci_bus or "pci unknown", g.status.value,
+                    {k: v for k, v in g.readings.items() if v is not None}, "; ".join(g.evidence) or "no evidence",
+                )  # fmt: skip
         report.results.extend(evaluate_node_facts(n, facts, version, config.health))
         if step is not None and step >= 2:
             report.results.extend(evaluate_ramdisk(n, expected, remote))

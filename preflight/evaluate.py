@@ -32,7 +32,10 @@ def evaluate_gpus(
     for gpu in gpus:
         target = f"GPU {gpu.index}"
         if gpu.index in excluded:
-            out.append(CheckResult("gpu", node.name, "ok", "excluded by config (gets no work)", target=target))
+            # what the node-wide probe already says (no reads of its own; never quarantined again)
+            said = f"{gpu.status.value}" + (f": {'; '.join(gpu.evidence[:2])}" if gpu.evidence else "")
+            out.append(CheckResult("gpu", node.name, "ok", f"excluded by config (gets no work); reads {said}",
+                                   target=target))  # fmt: skip
             continue
         evidence = "; ".join(gpu.evidence[:3])
         if gpu.status is HealthStatus.FAULTED:
@@ -189,4 +192,57 @@ def evaluate_releases(node: NodeConfig, released: Sequence[tuple[int, int]]) -> 
     return [
         CheckResult("gpu", node.name, "ok", f"released after {streak} clean checks", target=f"GPU {gpu}")
         for gpu, streak in released
+    ]
+
+
+def evaluate_probe_notes(node: NodeConfig, warnings: Sequence[str], kernel: Sequence[str]) -> list[CheckResult]:
+    """Node-level findings of the GPU probe: a hung rocm-smi, an unreadable kernel log, new kernel lines
+    that name no GPU (the OOM killer, soft lockups)."""
+    out = []
+    for text in warnings:
+        check = "kernel" if text.startswith("kernel log") else "probe"
+        out.append(CheckResult(check, node.name, "warn", text))
+    for line in kernel:
+        out.append(CheckResult("kernel", node.name, "warn", f"new kernel line: {line}"))
+    return out
+
+
+def evaluate_identity(node: NodeConfig, buses: Mapping[int, str], watch: Mapping[int, str | None]) -> list[CheckResult]:
+    """Each configured (index, PCI) pair of `excluded_gpus` and the watchlist against what the node reports
+    now: a mismatch fails, naming both, so no work goes to the wrong card after a reseat."""
+    pairs = [(g.index, g.pci, "excluded_gpus") for g in node.excluded_gpus if g.pci]
+    pairs += [(index, pci, "watchlist") for index, pci in watch.items() if pci]
+    by_bus = {bus: index for index, bus in buses.items()}
+    out = []
+    for index, pci, where in pairs:
+        now = buses.get(index)
+        if now == pci:
+            continue
+        holder = by_bus.get(pci or "")
+        there = f"{pci} is GPU {holder} now" if holder is not None else f"no GPU at {pci} now"
+        out.append(
+            CheckResult(
+                "identity",
+                node.name,
+                "fail",
+                f"{where} names GPU {index} at {pci}, but GPU {index} is at {now or 'no PCI address'} ({there})",
+                remedy="a card moved (reseat, reboot with a card missing): fix the index or the pci in the config",
+                target=f"GPU {index}",
+            )
+        )
+    return out
+
+
+def evaluate_missing_sources(missing: Sequence[str]) -> list[CheckResult]:
+    """Ramdisk files the coordinator itself does not have: the nodes' copies cannot be checked."""
+    return [
+        CheckResult(
+            "ramdisk",
+            "coordinator",
+            "fail",
+            f"ramdisk source {path} is missing on the coordinator",
+            remedy="rerun the step that makes it",
+            target=path,
+        )
+        for path in missing
     ]

@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig
-from cluster.gpu.health import GpuHealth
-from cluster.gpu.probe import probe_node
+from cluster.gpu.probe import CursorStore, NodeProbe, probe_node_full
 from cluster.transport.base import Executor
 from cluster.transport.fanout import fan_out_call
 
-NodeFacts = tuple[list[GpuHealth], dict[str, Any], dict[str, str | None]]
+NodeFacts = tuple[NodeProbe, dict[str, Any], dict[str, str | None]]
 
 FACTS_SCRIPT = r"""
 import json, os, shutil, sys
@@ -46,10 +45,11 @@ print(json.dumps(out))
 
 
 def gather_node(
-    ex: Executor, node: NodeConfig, config: ClusterConfig, ramdisk: Mapping[str, str]
-) -> tuple[list[GpuHealth], dict[str, Any], dict[str, str | None]]:
+    ex: Executor, node: NodeConfig, config: ClusterConfig, ramdisk: Mapping[str, str],
+    cursors: CursorStore | None = None,
+) -> NodeFacts:  # fmt: skip
     ex.connect()
-    gpus = probe_node(ex, node, config.health)
+    gpus = probe_node_full(ex, node, config.health, cursors)
     python = node.interpreter()
     want_torch = node.gpu_kind if config.health.check_torch_devices else "cpu"  # importing torch costs ~2 s
     res = ex.run([python, "-c", FACTS_SCRIPT, want_torch], timeout=config.timeouts.command)
@@ -76,6 +76,9 @@ def gather_all(
     config: ClusterConfig,
     ramdisk: Mapping[str, str],
     deadline: float,
+    cursors: CursorStore | None = None,
 ) -> tuple[dict[str, NodeFacts], dict[str, BaseException]]:
     """(facts per node that answered, error per node that did not), all nodes in parallel."""
-    return fan_out_call(executors, lambda ex: gather_node(ex, nodes[ex.name], config, ramdisk), deadline=deadline)
+    return fan_out_call(
+        executors, lambda ex: gather_node(ex, nodes[ex.name], config, ramdisk, cursors), deadline=deadline
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -34,3 +35,28 @@ class GpuHealth:
 
 def worst(a: HealthStatus, b: HealthStatus) -> HealthStatus:
     return a if a.rank >= b.rank else b
+
+
+# Readings no working GPU can give: a dead SMU or a broken driver returns these (NaN, -300 C, -5 %).
+LIMITS: dict[str, tuple[float, float]] = {
+    "temp": (-40.0, 150.0),
+    "use_pct": (0.0, 100.0),
+    "power_w": (0.0, 1000.0),
+    "vram_used": (0.0, float(1 << 50)),
+    "vram_total": (0.0, float(1 << 50)),
+}
+
+
+def impossible_readings(readings: dict[str, float | str | None]) -> list[str]:
+    """Evidence for every non-finite or physically impossible numeric reading."""
+    out = []
+    for key, value in readings.items():
+        if not isinstance(value, float | int) or isinstance(value, bool):
+            continue
+        if not math.isfinite(value):
+            out.append(f"non-finite reading {key} = {value}")
+            continue
+        low, high = LIMITS.get("temp" if key.startswith("temp") else key, (-math.inf, math.inf))
+        if not low <= value <= high:
+            out.append(f"physically impossible reading {key} = {value:g}")
+    return out

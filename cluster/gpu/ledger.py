@@ -33,6 +33,21 @@ class QuarantineEntry:
     last_status: str | None = None
 
 
+@dataclass(frozen=True)
+class CleanupResult:
+    """What one run of scripts/cleanup_gpus.sh on a node said, kept whole in the ledger."""
+
+    node: str
+    exit_code: int | None
+    findings: tuple[str, ...] = ()  # FAULTED / MISSING / ORPHANED_VRAM / CLOCKS lines, and errors running it
+    kernel: tuple[str, ...] = ()  # SMU kernel lines since the last cleanup
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.findings
+
+
 @runtime_checkable
 class HealthLedger(Protocol):
     """Where quarantine survives the process (the run store provides it)."""
@@ -87,6 +102,12 @@ def check_action(node: NodeConfig, gpu: GpuHealth, quarantined: set[int]) -> Che
     return CheckAction.CHECKED
 
 
+def quarantine_reason(gpu: GpuHealth) -> str:
+    """ "SMU hang suspected" when a read of the GPU hung or failed, else the plain fault."""
+    hang = next((e for e in gpu.evidence if e.startswith("SMU hang suspected")), None)
+    return f"preflight: {hang}" if hang else "preflight: GPU faulted"
+
+
 def passes_probation(streak: int | None, probation_checks: int) -> bool:
     """A quarantined GPU's run of clean checks is long enough to give it work again."""
     return streak is not None and streak >= probation_checks
@@ -103,7 +124,7 @@ def apply_checks(
         if action is CheckAction.SKIP:
             continue
         if action is CheckAction.QUARANTINE:
-            ledger.quarantine(node.name, gpu.index, "preflight: GPU faulted", list(gpu.evidence), "preflight")
+            ledger.quarantine(node.name, gpu.index, quarantine_reason(gpu), list(gpu.evidence), "preflight")
             newly.append(gpu)
         streak = ledger.record_check(node.name, gpu.index, gpu.status.value, list(gpu.evidence))
         if action is CheckAction.CHECKED and gpu.index in quarantined and passes_probation(streak, probation_checks):

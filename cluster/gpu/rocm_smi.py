@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from cluster.gpu.health import GpuHealth, HealthStatus, worst
+from cluster.gpu.health import GpuHealth, HealthStatus, impossible_readings, worst
 from cluster.gpu.kernel_log import KernelFault, normalise_bus
 
 ALL_ONES = re.compile(r"^(?:4294967295(?:\.0+)?|4294\.967295|0x[fF]{8}|-1)$")
@@ -40,6 +40,7 @@ def _grade(
     node: str, index: int, evidence: list[str], readings: dict[str, float | str | None], bus: str | None,
     max_temp_c: float, max_memory_pct: float,
 ) -> GpuHealth:  # fmt: skip
+    evidence = [*evidence, *impossible_readings(readings)]
     if evidence:
         return GpuHealth(node, index, HealthStatus.FAULTED, tuple(evidence), bus, readings)
     status, notes = HealthStatus.OK, []
@@ -161,7 +162,7 @@ def apply_kernel_faults(gpus: list[GpuHealth], faults: Iterable[KernelFault]) ->
     """Mark the GPU a kernel SMU line names (by PCI address) as faulted, with the line as evidence."""
     by_bus: dict[str, list[str]] = {}
     for fault in faults:
-        if fault.pci_bus:
+        if fault.pci_bus and fault.gpu_fault:
             by_bus.setdefault(fault.pci_bus, []).append(fault.line)
     out = []
     for gpu in gpus:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cluster.gpu.ledger import QuarantineEntry
+from cluster.gpu.kernel_log import KernelCursor
+from cluster.gpu.ledger import CleanupResult, QuarantineEntry
 from pipeline.store.base import StoreBase, dumps, loads, now
 
 
@@ -95,3 +96,47 @@ class LedgerMixin(StoreBase):
             sql, params = sql + " WHERE node = ?", (node,)
         rows = self._query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
         return [{**dict(row), "evidence": loads(row["evidence"])} for row in rows]
+
+    # --- the kernel log cursor: only lines after it count (cluster.gpu.probe) -----------------------------
+    def kernel_cursor(self, node: str) -> KernelCursor | None:
+        rows = self._query("SELECT boot_id, timestamp FROM kernel_cursor WHERE node = ?", (node,))
+        return KernelCursor(rows[0]["boot_id"], rows[0]["timestamp"]) if rows else None
+
+    def save_kernel_cursor(self, node: str, cursor: KernelCursor, lines: Sequence[str]) -> None:
+        """Move the node's cursor and keep the new lines read, in one transaction: whoever reads a line
+        records it, so the next reader (a run, a cron preflight) does not count it again nor lose it."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO kernel_cursor (node, boot_id, timestamp, time) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (node) DO UPDATE SET boot_id = excluded.boot_id, timestamp = excluded.timestamp, "
+                "time = excluded.time",
+                (node, cursor.boot_id, cursor.timestamp, now()),
+            )
+            for line in lines:
+                conn.execute(
+                    "INSERT INTO kernel_lines (node, boot_id, line, time) VALUES (?, ?, ?, ?)",
+                    (node, cursor.boot_id, line, now()),
+                )
+
+    def kernel_lines(self, node: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM kernel_lines", ()
+        if node is not None:
+            sql, params = sql + " WHERE node = ?", (node,)
+        return [dict(row) for row in self._query(sql + " ORDER BY id", params)]
+
+    # --- GPU cleanups (cluster.gpu.cleanup) -----------------------------------------------------------------
+    def record_cleanup(self, result: CleanupResult) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO cleanup_results (node, exit_code, ok, findings, kernel, stderr_tail, time) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (result.node, result.exit_code, int(result.ok), dumps(list(result.findings)),
+                 dumps(list(result.kernel)), result.stderr_tail, now()),
+            )  # fmt: skip
+
+    def cleanup_results(self, node: str | None = None) -> list[dict[str, Any]]:
+        sql, params = "SELECT * FROM cleanup_results", ()
+        if node is not None:
+            sql, params = sql + " WHERE node = ?", (node,)
+        rows = self._query(sql + " ORDER BY id", params)
+        return [{**dict(row), "findings": loads(row["findings"]), "kernel": loads(row["kernel"])} for row in rows]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cluster.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 QUICK_CHECK_MAX_BYTES = 256 << 20
 APPLICATION_ID = 0x57415443  # "WATC": marks the file as ours, so a foreign SQLite file is recognised
 
@@ -72,6 +72,22 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_run ON events (run_id, kind);
 """
+# v3: what the health ledger must remember between readers: the kernel log cursor per node (boot id and
+# the timestamp of the last line read), the new kernel lines themselves, and every GPU cleanup's result.
+_V3_DDL = """
+CREATE TABLE IF NOT EXISTS kernel_cursor (
+    node TEXT PRIMARY KEY, boot_id TEXT NOT NULL, timestamp REAL NOT NULL, time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kernel_lines (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, boot_id TEXT NOT NULL, line TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cleanup_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, node TEXT NOT NULL, exit_code INTEGER, ok INTEGER NOT NULL,
+    findings TEXT NOT NULL, kernel TEXT NOT NULL, stderr_tail TEXT, time REAL NOT NULL
+);
+"""
+_DDL += _V3_DDL
 
 EXPECTED_TABLES = frozenset(
     {
@@ -85,6 +101,9 @@ EXPECTED_TABLES = frozenset(
         "gpu_ledger_log",
         "preflight_results",
         "events",
+        "kernel_cursor",
+        "kernel_lines",
+        "cleanup_results",
     }
 )
 
@@ -96,8 +115,15 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE decisions ADD COLUMN dataset TEXT")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """v3: the kernel log cursor and new kernel lines per node, and GPU cleanup results."""
+    for statement in _V3_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 # version n -> function migrating a file at version n to n + 1, inside one transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _damaged(path: Path, detail: str) -> StoreError:

@@ -29,8 +29,15 @@ def test_shipped_configs_load() -> None:
     assert [n.transport for n in default.nodes] == ["local"]
     assert default.nodes[0].slot_count >= 1
     rigs = load_config(REPO / "examples" / "distributed_config.rigs.json")
-    excluded = {n.name: sorted(n.excluded_indices) for n in rigs.nodes}
-    assert excluded == {"coordinator": [], "rig-6600a": [4], "rig-6600b": [10]}
+    # the operators' record of bad GPUs (known-bad-gpus.md): rig-6600b (192.168.3.154) GPU[4] at 0F:00.0
+    # excluded, rig-6600 (192.168.3.120) GPU[10] at 22:00.0 watchlisted, both by PCI address
+    excluded = {n.name: [(g.index, g.pci) for g in n.excluded_gpus] for n in rigs.nodes}
+    assert excluded == {"coordinator": [], "rig-6600": [], "rig-6600b": [(4, "0000:0f:00.0")]}
+    assert {n.name: n.host for n in rigs.nodes if n.transport == "ssh"} == {
+        "rig-6600": "192.168.3.120",
+        "rig-6600b": "192.168.3.154",
+    }
+    assert [(w.node, w.gpu, w.pci) for w in rigs.watchlist] == [("rig-6600", 10, "0000:22:00.0")]
     assert [n.gpu_count for n in rigs.nodes] == [2, 12, 12]
 
 
@@ -38,6 +45,11 @@ def test_shipped_configs_load() -> None:
     ("data", "expected"),
     [
         ({"nodes": [_node(colour="red")]}, "nodes[0].colour: unknown key"),
+        (
+            {"nodes": [_node(excluded_gpus=[{"index": 1, "reason": "x", "pci": "22:00"}])]},
+            "nodes[0].excluded_gpus[0].pci: String should match pattern",
+        ),
+        ({"nodes": [_node()], "health": {"min_probe_interval_s": -1}}, "health.min_probe_interval_s"),
         ({"nodes": [_node(port="twenty-two")]}, "nodes[0].port: "),
         ({"nodes": [_node(), _node()]}, "duplicates nodes[0]"),
         ({"nodes": [_node(excluded_gpus=[{"index": 4, "reason": "smu"}])]}, "index 4 is out of range"),

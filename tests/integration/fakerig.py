@@ -34,6 +34,11 @@ from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig
 
+try:
+    import fakesysfs
+except ImportError:  # imported as tests.integration.fakerig
+    from tests.integration import fakesysfs
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RIGBIN = Path(__file__).resolve().parent / "rigbin"
 TEST_USER = "watchertest"
@@ -146,6 +151,11 @@ class FakeRig:
         (self.state / "gpus").write_text(f"{self.gpus}\n")
         for i in range(self.gpus):
             (self.state / "gpu" / str(i)).write_text("healthy\n")
+        self.sysfs = self.root / "sys"
+        self.sysfs.mkdir(exist_ok=True)
+        for i in range(self.gpus):
+            fakesysfs.build_card(self.sysfs, i, self.pci(i), "healthy")
+        self.sysfs.chmod(0o755)
         (self.state / "kernel.log").write_text("")
         hostkey = self.root / "ssh_host_ed25519_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)], check=True)
@@ -232,6 +242,7 @@ class FakeRig:
 
     def stop(self) -> None:
         self.down()
+        fakesysfs.release(self.sysfs)  # a sysfs reader left blocked on a hang FIFO ends now
 
     # -- fault switches ------------------------------------------------------------------------------
     def _write_state(self, name: str, text: str) -> None:
@@ -242,11 +253,37 @@ class FakeRig:
         os.replace(tmp, path)
 
     def set_gpu(self, index: int, state: str) -> None:
-        if state not in {"healthy", "ffff", "eio", "na", "missing"}:
+        """GPU state for rocm-smi, dmesg and the sysfs; `hang`: rocm-smi blocks and the GPU's sysfs reads
+        block; `sysfs-hang`: only its sysfs reads block."""
+        if state not in {"healthy", "ffff", "eio", "na", "missing", "hang", "sysfs-hang"}:
             raise ValueError(f"unknown GPU state {state!r}")
         if not 0 <= index < self.gpus:
             raise ValueError(f"{self.name} has GPUs 0-{self.gpus - 1}, not {index}")
-        self._write_state(f"gpu/{index}", state + "\n")
+        self._write_state(f"gpu/{index}", ("healthy" if state == "sysfs-hang" else state) + "\n")
+        fakesysfs.build_card(self.sysfs, index, self.pci(index), "hang" if state == "sysfs-hang" else state)
+
+    def pci(self, index: int) -> str:
+        path = self.state / "pci" / str(index)
+        return path.read_text().strip() if path.exists() else f"0000:{3 + 3 * index:02x}:00.0"
+
+    def set_pci(self, index: int, bus: str) -> None:
+        """Move GPU `index` to another PCI address (a card reseated in another slot)."""
+        (self.state / "pci").mkdir(exist_ok=True)
+        state = (self.state / "gpu" / str(index)).read_text().strip()
+        fakesysfs.build_card(self.sysfs, index, self.pci(index), "missing")
+        self._write_state(f"pci/{index}", bus + "\n")
+        fakesysfs.build_card(self.sysfs, index, bus, state)
+
+    def set_vram_used(self, index: int, nbytes: int) -> None:
+        (self.state / "vram").mkdir(exist_ok=True)
+        self._write_state(f"vram/{index}", f"{nbytes}\n")
+
+    def deny_dmesg(self, denied: bool = True) -> None:
+        """dmesg refused for lack of permission (kernel.dmesg_restrict=1)."""
+        if denied:
+            self._write_state("dmesg_denied", "1\n")
+        else:
+            (self.state / "dmesg_denied").unlink(missing_ok=True)
 
     def slow(self, seconds: float) -> None:
         if seconds <= 0:
@@ -281,6 +318,7 @@ class FakeRig:
             "gpu_kind": "rocm",
             "gpu_count": self.gpus,
             "env": {"NUMBA_CACHE_DIR": str(self.root / "work" / "numba"), "WATCHER_RIG": self.name},
+            "sysfs_root": str(self.sysfs),
         }
         data.update(overrides)
         return NodeConfig.model_validate(data)
@@ -345,4 +383,6 @@ def cluster_config(rigs: list[FakeRig], **overrides: Any) -> ClusterConfig:
     data.update(overrides)
     # The rigs' "GPUs" are CPU slots of this machine: no need to space out slot worker starts.
     data["scheduler"] = {"worker_start_stagger_s": 0, **(data.get("scheduler") or {})}
+    # Tests check a rig many times a second; real rigs keep the default spacing (health.min_probe_interval_s).
+    data["health"] = {"min_probe_interval_s": 0, **(data.get("health") or {})}
     return ClusterConfig.model_validate(data)
