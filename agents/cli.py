@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from agents.logging_setup import safe_defaults
 from cluster.errors import EXIT_USAGE, WatcherError
+from cluster.text import printable
 
 # (sub-command, module): each module has `add_parser(subparsers)` and `run(args) -> int`.
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -22,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("dashboard", "agents.commands.dashboard"),
     ("cron", "agents.commands.cron"),
     ("validate-config", "agents.commands.validate"),
+    ("verify", "agents.commands.verify"),
 )
 
 
@@ -50,12 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with safe_defaults():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
     except WatcherError as err:
-        print(f"watcher: {err}", file=sys.stderr)
+        print(f"watcher: {printable(err)}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("watcher: interrupted", file=sys.stderr)

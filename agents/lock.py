@@ -40,8 +40,12 @@ def lock_is_held(state_dir: Path) -> bool:
 
 
 class RunLock:
-    def __init__(self, state_dir: Path) -> None:
+    """holder: extra facts the running run publishes beside its pid (e.g. its halt file, so `watcher halt`
+    stops the run that is running, whatever pipeline file it was started with)."""
+
+    def __init__(self, state_dir: Path, holder: dict[str, object] | None = None) -> None:
         self.path = Path(state_dir) / LOCK_NAME
+        self.holder = dict(holder or {})
         self._fh: object | None = None
 
     def acquire(self) -> RunLock:
@@ -60,7 +64,12 @@ class RunLock:
         fh.truncate()
         fh.write(
             json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **self.holder,
+                }
             )
         )
         fh.flush()

@@ -52,7 +52,7 @@ class Limits(_Strict):
     retries_per_step: Annotated[int, Field(ge=0, le=20)] = 2
     total_retries: Annotated[int, Field(ge=0, le=100)] = 5
     wall_clock_s: Annotated[float, Field(gt=0)] = 86_400.0
-    halt_file: str = "HALT"  # relative to the state directory
+    halt_file: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")] = "HALT"  # a name in the state dir
 
 
 class AgentSettings(_Strict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from agents.decisions import Decision, decide
 from agents.settings import AgentSettings
 from cluster.config import ClusterConfig
 from cluster.errors import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_PREFLIGHT, ConfigError, HaltRequested, StoreError
+from cluster.text import printable
 from cluster.transport import executors_for
 from pipeline.gate import open_gate
 from pipeline.runner import StepOutcome, resolve_steps, run_step, step_for
@@ -90,7 +92,22 @@ def post_webhook(url: str | None, payload: dict[str, Any]) -> None:
         with urllib.request.urlopen(req, timeout=10):
             pass
     except Exception as err:  # a dead webhook must not hide the escalation itself
-        logger.warning("webhook {} failed: {}", url, err)
+        logger.warning("webhook {} failed: {}", url_for_logs(url), redact_url(str(err), url))
+
+
+def url_for_logs(url: str) -> str:
+    """Scheme and host only: webhook URLs carry tokens in their path, query or user part."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "") + "/..."
+
+
+def redact_url(text: str, url: str) -> str:
+    """`text` (an error message, which may quote the URL) with the URL's secret parts removed."""
+    parts = urllib.parse.urlsplit(url)
+    for secret in (url, parts.path, parts.query, parts.password or "", parts.username or ""):
+        if secret and len(secret) > 1:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 class Supervisor:
@@ -112,7 +129,7 @@ class Supervisor:
         self.state_dir = state_dir
         self.workload = workload
         self.dataset = workload.study_key()
-        self.say = say
+        self.say = lambda text: say(printable(text))  # reasons carry node and LLM text
         self.halt_file = state_dir / settings.limits.halt_file
         self.started = time.monotonic()
         self.total_retries = 0
@@ -130,7 +147,28 @@ class Supervisor:
             state_dir=self.state_dir,
             say=self.say,
         )
+        self._go_on_without(run_id, entry, executors, gate.without)
         return gate.ok
+
+    def _go_on_without(self, run_id: int, entry: StepEntry, executors: dict, without: Mapping[str, str]) -> None:
+        """Unreachable nodes the gate let the run go on without: their executors are set aside for this step
+        (given back when a later gate finds the node again), the webhook is posted once per node."""
+        sidelined: dict = self.__dict__.setdefault("_sidelined", {})
+        announced: set[str] = self.__dict__.setdefault("_announced_down", set())
+        for name in [n for n in sidelined if n not in without]:
+            executors[name] = sidelined.pop(name)
+            self.say(f"step {entry.number:g}: {name} is reachable again and takes work")
+        for name, line in without.items():
+            if name in executors:
+                sidelined[name] = executors.pop(name)
+                try:
+                    sidelined[name].close()  # its dead connections; a later gate may reconnect
+                except Exception as err:  # closing a dead node's sockets must not stop the run
+                    self.say(f"{name}: closing its connection: {err}")
+            if name not in announced:
+                announced.add(name)
+                reason = f"running without {name}: {line}"
+                post_webhook(self.settings.webhook_url, {"run": run_id, "step": entry.number, "reason": reason})
 
     def _record(
         self,

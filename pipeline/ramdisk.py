@@ -18,13 +18,18 @@ READY_MARKER = ".watcher-ready.json"
 
 
 def _preload_node(ex: Executor, node: NodeConfig, files: Mapping[str, Path], hashes: Mapping[str, str]) -> None:
-    base = node.path_on_node(node.ramdisk_path).rstrip("/")
+    base = ex.node_path(node.ramdisk_path).rstrip("/")
     for name, local in files.items():
         ex.put(local, f"{base}/{name}")
-    result = ex.run(["sha256sum", *[f"{base}/{name}" for name in files]], timeout=60)
+    # hashed from inside the directory, by bare name, so a path with spaces cannot split a line
+    script = 'cd "$1" && shift && sha256sum -- "$@"'
+    result = ex.run(["sh", "-c", script, "sh", base, *files], timeout=60)
     if not result.ok:
         raise StepError(f"{node.name}: cannot hash ramdisk files: {result.tail()}")
-    seen = {line.split()[1].rsplit("/", 1)[-1]: line.split()[0] for line in result.stdout.splitlines() if line}
+    seen = {}
+    for line in result.stdout.splitlines():
+        digest, _, name = line.partition("  ")
+        seen[name.strip()] = digest.strip()
     bad = [name for name in files if seen.get(name) != hashes[name]]
     if bad:
         raise StepError(f"{node.name}: ramdisk copy of {', '.join(bad)} does not match the coordinator's")

@@ -112,22 +112,24 @@ class StepContext(Generic[P]):
         return self.workload.input_hashes()
 
     def ramdisk_path(self, node: NodeConfig, name: str) -> str:
-        return f"{node.path_on_node(node.ramdisk_path).rstrip('/')}/{name}"
+        executor = self.executors.get(node.name)
+        base = executor.node_path(node.ramdisk_path) if executor else node.path_on_node(node.ramdisk_path)
+        return f"{base.rstrip('/')}/{name}"
 
     def run_jobs(self, payloads: list[dict[str, Any]], *, label: str) -> list[dict[str, Any]]:
         """Run worker jobs over every usable slot; results in payload order, each stored as it arrives
         (a resumed run reuses them), or SchedulingError: never a partial answer."""
         if not payloads:
             return []
-        chunks = [ChunkSpec.of(p) for p in payloads]
         work = self.workload
+        chunks = [ChunkSpec.of(work.seal(p)) for p in payloads]
         report = run_chunks(
             self.config,
             chunks,
             sink=self.store.chunk_sink(self.run_id, self.number, 1),
             executors=self.executors,
             worker_argv=work.worker_argv(),
-            validate=work.validate_result,
+            verify=work.check_answer,
             ledger=self.ledger,
             halt_check=self.halt_check,
             progress=self.progress,

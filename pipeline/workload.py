@@ -3,8 +3,9 @@
 The engine (runner, gate, scheduler calls, outputs, studies) knows nothing of what a workload computes.
 A workload tells it: how to read the `data:` section of pipeline.yaml, which inputs every output is made
 from (so stale outputs are caught), which module holds its worker jobs, which result field counts as
-progress and which result fields name files to fetch from the node. The reference workload is
-`pipeline.prng.workload:PrngWorkload`; pipeline.yaml's `workload:` names another.
+progress and which result fields name files to fetch from the node, and how to check what a node
+answers (`seal` plants known answers in a payload, `check_answer` verifies an answer against it).
+The reference workload is `pipeline.prng.workload:PrngWorkload`; pipeline.yaml's `workload:` names another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
+
+from cluster.scheduler.types import AnswerRejected
 
 
 class Workload(ABC):
@@ -41,7 +44,15 @@ class Workload(ABC):
     def worker_argv(self) -> tuple[str, ...]:
         return ("-m", "pipeline.worker", self.jobs_module)
 
-    def validate_result(self, result: dict[str, Any]) -> None:
-        """Raise if a worker's answer is unusable (the scheduler then retries the chunk elsewhere)."""
-        if result.get("ok") is not True:
-            raise ValueError(f"worker answered ok={result.get('ok')!r}: {result.get('error', 'no error text')}")
+    def seal(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload as it is sent: a workload may plant known answers in it (what it planted it keeps to
+        itself, for `check_answer`). Must be deterministic, so a chunk keeps its id across runs."""
+        return payload
+
+    def check_answer(self, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Believe nothing a node says unchecked: raise cluster.scheduler.types.AnswerRejected for an answer
+        that breaks its schema ("invalid"), does not reproduce ("unverified") or misses a planted answer
+        ("canary"); the scheduler fails the chunk with that evidence, retries it elsewhere, and quarantines
+        a slot that answers wrongly. May rewrite `answer` in place to what was checked."""
+        if answer.get("ok") is not True:
+            raise AnswerRejected(f"worker answered ok={answer.get('ok')!r}: {answer.get('error', 'no error text')}")

@@ -52,6 +52,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(handler=run)
 
 
+def cron_escape(command: str) -> str:
+    """cron turns an unescaped % into a newline (the rest becomes stdin): escape every one."""
+    return command.replace("%", "\\%")
+
+
 def run(args: argparse.Namespace) -> int:
     seconds, _ = parse_every(args.every)
     exe = shutil.which("watcher") or str(Path(sys.argv[0]).resolve())
@@ -63,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         cmd += ["--config", str(Path(args.config).resolve())]
     log = f"{state}/logs/cron.log"
-    line = (
-        f"{cron_schedule(args.every)} cd {shlex.quote(workdir)} && PATH={path} {shlex.join(cmd)} "
-        f">> {shlex.quote(log)} 2>&1 < /dev/null"
-    )
+    redirect = f">> {shlex.quote(log)} 2>&1 < /dev/null"
+    command = f"cd {shlex.quote(workdir)} && PATH={shlex.quote(path)} {shlex.join(cmd)} {redirect}"
+    line = f"{cron_schedule(args.every)} {cron_escape(command)}"
     print("# crontab -e, then add (exit 75 = a run was still going: harmless):")
     print(f"PATH={path}")
     print(line)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cluster.config import default_config_path, load_config
 from cluster.errors import UsageError
+from cluster.text import printable
 from pipeline.store import RunStore
 
 
@@ -45,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{node.name}:{gpu.index}  excluded by config: {gpu.reason}")
         for e in entries:
             since = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.since))
-            print(f"{e.node}:{e.gpu}  quarantined since {since} by {e.source}: {e.reason}; clean checks {e.ok_streak}")
+            reason = printable(e.reason, keep_lines=False)
+            print(f"{e.node}:{e.gpu}  quarantined since {since} by {e.source}: {reason}; clean checks {e.ok_streak}")
             for ev in e.evidence[:3]:
-                print(f"    evidence: {ev}")
+                print(f"    evidence: {printable(ev, keep_lines=False)}")
         if not entries and not any(n.excluded_gpus for n in config.nodes):
             print("all GPUs in service")
         return 0

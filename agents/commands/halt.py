@@ -7,13 +7,23 @@ import getpass
 import time
 from pathlib import Path
 
+from agents.lock import lock_is_held, read_holder
 from agents.settings import AgentSettings
+from cluster.errors import ConfigError
 from pipeline.spec import default_pipeline_path, load_pipeline
 
 
 def _halt_file(args: argparse.Namespace) -> Path:
-    spec = load_pipeline(getattr(args, "pipeline", None) or default_pipeline_path())
-    return Path(args.state_dir) / AgentSettings.from_mapping(spec.agent).limits.halt_file
+    """The running run's own halt file (it publishes it in the lock file), else the pipeline's: always a
+    plain name inside the state directory, so halting or clearing can touch nothing else."""
+    state = Path(args.state_dir)
+    name = read_holder(state).get("halt_file") if lock_is_held(state) else None
+    if not isinstance(name, str):
+        spec = load_pipeline(getattr(args, "pipeline", None) or default_pipeline_path())
+        name = AgentSettings.from_mapping(spec.agent).limits.halt_file
+    if Path(name).name != name or name in {"", ".", ".."}:
+        raise ConfigError(f"halt_file {name!r} must be a plain file name inside the state directory")
+    return state / name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from agents.commands.common import open_store
+from cluster.text import printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.state_dir)
     assert store is not None
     steps = store.step_history(limit=args.limit)
-    console = Console(highlight=False)
+    console = Console(highlight=False, markup=False)  # reasons and answers come from nodes and an LLM
     if args.decisions:
         rows = [d for r in {s.run_id for s in steps} for d in store.decisions(r)]
         rows.sort(key=lambda d: d["id"])
@@ -41,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         for d in rows:
             console.print(
-                f"[bold]run {d['run_id']} step {d['step']:g} attempt {d['attempt']}: {d['decision']}[/] "
-                f"by {d['advisor']}" + (f" (fallback: {d['fallback']})" if d.get("fallback") else "")
+                f"run {d['run_id']} step {d['step']:g} attempt {d['attempt']}: {d['decision']} "
+                f"by {d['advisor']}" + (f" (fallback: {printable(d['fallback'])})" if d.get("fallback") else "")
             )
-            console.print(f"  why: {d['reason']}")
+            console.print(f"  why: {printable(d['reason'])}")
             console.print(f"  inputs: {json.dumps(d.get('inputs'), default=str)}")
-            console.print(f"  advisor answered: {d.get('raw_answer')}")
+            console.print(f"  advisor answered: {printable(d.get('raw_answer'))}")
             if d.get("clamped"):
                 console.print(f"  clamped: {json.dumps(d['clamped'], default=str)}")
             console.print(f"  applied next: {json.dumps(d.get('applied'), default=str)}")
@@ -84,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             f"{_fmt(m.get('completed_trials'))}/{_fmt(m.get('pruned_trials'))}",
             _fmt(m.get("seeds_tested")),
             _fmt(m.get("duration_s")),
-            _fmt(m.get("chunk_failures", 0)) + (f" {s.error[:60]}" if s.error else ""),
+            _fmt(m.get("chunk_failures", 0))
+            + (f" {printable(s.error, keep_lines=False, limit=60)}" if s.error else ""),
         )
     console.print(table)
     return 0

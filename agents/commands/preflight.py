@@ -9,8 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agents.logging_setup import safe_defaults
 from cluster.config import default_config_path, load_config
 from cluster.errors import WatcherError
+from cluster.text import printable
 from pipeline.gate import check_step
 from pipeline.spec import default_pipeline_path, load_pipeline
 from pipeline.store import RunStore
@@ -36,14 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
 def render(report: PreflightReport) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(highlight=False)
     table = Table(title=f"preflight ({report.seconds:.2f} s)")
     for column in ("node", "check", "target", "status", "message"):
         table.add_column(column)
-    for r in report.results:
+    for r in report.results:  # node text (rocm-smi keys, kernel lines) as Text: never markup, never escapes
         msg = r.message + (f"\n-> {r.remedy}" if r.remedy and r.status != "ok" else "")
-        table.add_row(r.node, r.check, r.target, f"[{STYLE[r.status]}]{r.status}[/]", msg)
+        cells = (r.node, r.check, r.target, r.status, msg)
+        table.add_row(*(Text(printable(c)) for c in cells[:3]), Text(r.status, style=STYLE[r.status]),
+                      Text(printable(msg)))  # fmt: skip
     console.print(table)
     console.print(
         "[green]all checks passed[/]" if report.ok else f"[bold red]{len(report.failures)} check(s) failed[/]"
@@ -51,6 +56,11 @@ def render(report: PreflightReport) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with safe_defaults():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config or default_config_path())
@@ -65,14 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ledger is not None:
             ledger.record_preflight(report.to_json(), step=args.step, ok=report.ok)
     except WatcherError as err:
-        print(f"preflight: {err}", file=sys.stderr)
+        print(f"preflight: {printable(err)}", file=sys.stderr)
         return err.exit_code
     if args.json:
         print(report.dumps())
     else:
         render(report)
         for line in report.failure_lines():
-            print(f"FAIL {line}", file=sys.stderr)
+            print(f"FAIL {printable(line, keep_lines=False)}", file=sys.stderr)
     return report.exit_code
 
 

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"nodes: {', '.join(n.name for n in config.nodes)}")
         print("configuration, data and step parameters are valid")
         return EXIT_OK
-    with RunLock(state_dir):
+    with RunLock(state_dir, {"halt_file": settings.limits.halt_file}):
         setup_logging(state_dir)
         store = RunStore(state_dir / "watcher.db")
         run_id: int | None = None

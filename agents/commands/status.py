@@ -12,6 +12,7 @@ from typing import Any
 from agents.commands.common import open_store
 from agents.lock import lock_is_held, read_holder
 from cluster.config import default_config_path, load_config
+from cluster.text import printable
 
 EXIT_IDLE = 3
 
@@ -84,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         + (f" (pid {info['holder'].get('pid')})" if info["active"] else "")
     )
     if r:
-        print(f"run {r['id']}: {r['status']}, started {r['started']}" + (f" ({r['reason']})" if r["reason"] else ""))
+        reason = f" ({printable(r['reason'])})" if r["reason"] else ""
+        print(f"run {r['id']}: {r['status']}, started {r['started']}{reason}")
+        if r.get("verdict"):
+            print(f"verdict: {printable(r['verdict'])}")
         if r["step"] is not None:
             c = r["chunks"]
             print(
@@ -93,10 +97,10 @@ def run(args: argparse.Namespace) -> int:
                 + (f"; ETA {r['eta_s']:.0f} s" if r["eta_s"] else "")
             )
         for b in r["breakers"]:
-            print(f"circuit breaker open: {b['node']}: {b['reason']}")
+            print(f"circuit breaker open: {b['node']}: {printable(b['reason'])}")
         if r["last_decision"]:
             d = r["last_decision"]
-            print(f"last decision: step {d['step']:g} {d['decision']} ({d['advisor']}): {d['reason']}")
+            print(f"last decision: step {d['step']:g} {d['decision']} ({d['advisor']}): {printable(d['reason'])}")
     else:
         print("no run recorded yet")
     for node, g in info["gpus"].items():

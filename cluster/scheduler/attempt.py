@@ -16,7 +16,7 @@ from cluster.config import NodeConfig
 from cluster.errors import CommandTimeoutError, TransportError
 from cluster.gpu.health import GpuHealth
 from cluster.scheduler.options import SchedulerOptions
-from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
+from cluster.scheduler.types import AnswerRejected, ChunkFailure, ChunkSpec, Slot
 from cluster.transport.base import Executor, render_command
 
 STDERR_TAIL_LINES = 40
@@ -183,6 +183,14 @@ def judge(
                 stderr_tail=tail(),
                 traceback=traceback.format_exc(),
             )
+    if options.verify is not None:
+        try:
+            options.verify(chunk.payload, answer)
+        except AnswerRejected as err:  # the node's answer is wrong: its failure, with what was wrong
+            return failure(err.kind, f"answer rejected: {err}", exit_code=0, stderr_tail=tail())
+        except Exception as err:  # a bug in the check itself must not pass the answer either
+            return failure("invalid", f"answer check failed: {type(err).__name__}: {err}", exit_code=0,
+                           stderr_tail=tail(), traceback=traceback.format_exc())  # fmt: skip
     return answer
 
 

@@ -16,6 +16,7 @@ from cluster.gpu.ledger import HealthLedger
 from cluster.transport.base import Executor
 
 Validator = Callable[[dict[str, Any]], None]
+Verifier = Callable[[dict[str, Any], dict[str, Any]], None]  # (chunk payload, answer); raises AnswerRejected
 Probe = Callable[[Executor, int], GpuHealth]
 CleanupFn = Callable[[Executor], Any]
 
@@ -23,7 +24,9 @@ CleanupFn = Callable[[Executor], Any]
 @dataclass(frozen=True)
 class SchedulerOptions:
     """worker_argv: arguments after the node's python (the worker protocol's entry point);
-    validate: raises if a parsed result is unusable; ledger: where quarantine is kept (None: this call only);
+    validate: raises if a parsed result is unusable; verify: the caller's trust check of an answer against
+    the chunk it answers (may rewrite the answer, e.g. drop planted checks; raises AnswerRejected);
+    ledger: where quarantine is kept (None: this call only);
     probe: a fresh look at a GPU after a failure (None: no probe); cleanup: run on a node after each batch
     (None: no cleanup); min_slots: fewer live slots than this fails the call; fetch_dir / fetch_keys: result
     fields naming a file on the node, copied to fetch_dir; progress_key / progress_unit: the result field
@@ -34,6 +37,7 @@ class SchedulerOptions:
     worker_argv: Sequence[str]
     min_slots: int = 1
     validate: Validator | None = None
+    verify: Verifier | None = None
     ledger: HealthLedger | None = None
     probe: Probe | None = None
     cleanup: CleanupFn | None = None

@@ -31,7 +31,7 @@ from cluster.config import ClusterConfig
 from cluster.errors import HaltRequested, SchedulingError
 from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.cleanup import resolve_cleanup, run_cleanups
-from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Validator
+from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Validator, Verifier
 from cluster.scheduler.policy import select_slots
 from cluster.scheduler.progress import Progress
 from cluster.scheduler.slots import SlotScheduler
@@ -58,6 +58,7 @@ def run_chunks(
     executors: Mapping[str, Executor],
     worker_argv: Sequence[str],
     validate: Validator | None = None,
+    verify: Verifier | None = None,
     ledger: HealthLedger | None = None,
     probe: Probe | None = AUTO,
     halt_check: Callable[[], bool] | None = None,
@@ -109,6 +110,7 @@ def run_chunks(
         worker_argv=tuple(worker_argv),
         min_slots=min_slots,
         validate=validate,
+        verify=verify,
         ledger=ledger,
         probe=_resolve_probe(probe),
         cleanup=resolve_cleanup(cleanup, config),

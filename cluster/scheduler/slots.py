@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from loguru import logger
@@ -21,6 +22,7 @@ from loguru import logger
 from cluster.config import ClusterConfig
 from cluster.errors import SchedulingError
 from cluster.gpu.health import GpuHealth, HealthStatus
+from cluster.gpu.kernel_log import oom_line
 from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.attempt import describe_failure, health_state, with_gpu_state
 from cluster.scheduler.cleanup import run_cleanups
@@ -35,9 +37,11 @@ from cluster.scheduler.policy import (
     worker_cap,
 )
 from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
-from cluster.scheduler.types import ChunkFailure, ChunkSink, ChunkSpec, Slot
+from cluster.scheduler.types import DISTRUST_KINDS, ChunkFailure, ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
+
+DISTRUSTED_SLOTS_PER_NODE = 2  # slots of one node answering wrongly before the node is taken out
 
 
 def _count(value: Any) -> int:
@@ -73,6 +77,7 @@ class SlotScheduler:
         self.live: set[Slot] = set(slots)
         self.slots = list(slots)
         self.quarantined: list[Slot] = []
+        self.distrusted: dict[str, set[Slot]] = {}  # slots whose answers failed verification, by node
         self.breaker = NodeBreaker(self.policy)
         self.inflight: dict[str, int] = {node: 0 for node in self.executors}
         self.running: dict[Slot, QueuedChunk] = {}
@@ -309,8 +314,10 @@ class SlotScheduler:
             except Exception as err:  # the probe failing is itself evidence (node gone), not a reason to stop
                 state = {"status": "unknown", "evidence": [f"probe failed: {err}"]}
             failure = with_gpu_state(failure, state)
+            failure = self._oom_killed(slot, failure)
         logger.error(describe_failure(failure, self.policy.max_attempts))
         self.sink.chunk_failed(failure)  # stored before the chunk can be retried
+        distrusted = self._distrust(slot, failure) if failure.kind in DISTRUST_KINDS else None
         if faulted:
             evidence = list((failure.gpu_state or {}).get("evidence") or [])
             reason = f"faulted after chunk {failure.chunk_id} failed ({failure.kind}): {failure.error}"[:500]
@@ -319,9 +326,11 @@ class SlotScheduler:
             self.ledger.record_check(slot.node, slot.gpu, failure.gpu_state["status"], failure.gpu_state["evidence"])
         tripped: str | None = None
         with self.cond:
+            if distrusted is not None and slot.node not in self.breaker.tripped:
+                tripped = self.breaker.tripped[slot.node] = distrusted
             self.failures.append(failure)
             superseded = self._finished_locked(slot, item)
-            if failure.retryable:
+            if failure.retryable and tripped is None:
                 tripped = self.breaker.record(slot.node, failed=True)
             if failure.kind != "transport":
                 item.hard_failures += 1
@@ -348,6 +357,33 @@ class SlotScheduler:
         if tripped is not None:
             logger.error(f"node {slot.node} taken out for the rest of this step: {tripped}")
             self.sink.node_tripped(slot.node, tripped)
+
+    def _oom_killed(self, slot: Slot, failure: ChunkFailure) -> ChunkFailure:
+        """A worker the kernel's OOM killer took leaves no word of its own: the failure says so with the
+        kernel line, and the node runs one slot worker fewer from now on (never fewer than one)."""
+        line = oom_line((failure.gpu_state or {}).get("evidence") or [])
+        if line is None:
+            return failure
+        with self.cond:
+            active = sum(1 for s in self.live if s.node == slot.node)
+            cap = max(1, min(self.worker_caps.get(slot.node, active), active) - 1)
+            self.worker_caps[slot.node] = cap
+            self.cond.notify_all()
+        logger.warning(f"{slot.node}: the OOM killer took a worker; at most {cap} slot worker(s) there from now on")
+        return replace(failure, error=f"OOM-killed: {line} ({failure.error})")
+
+    def _distrust(self, slot: Slot, failure: ChunkFailure) -> str | None:
+        """A slot that answered wrongly is quarantined with the evidence; returns the reason to take its node
+        out when that node now has DISTRUSTED_SLOTS_PER_NODE such slots."""
+        what = "missed the known answer planted in its chunk" if failure.kind == "canary" else (
+            "answered results that do not reproduce when the coordinator recomputes them")  # fmt: skip
+        self._quarantine(slot, f"{what} (chunk {failure.chunk_id})", [failure.error[:500]])
+        with self.cond:
+            self.distrusted.setdefault(slot.node, set()).add(slot)
+            count = len(self.distrusted[slot.node])
+        if count >= DISTRUSTED_SLOTS_PER_NODE:
+            return f"{count} of its slots answered wrongly ({what}): the node's answers are not trusted"
+        return None
 
     def _probe(self, slot: Slot) -> GpuHealth | None:
         """A fresh look at the slot's GPU, or, within rocm_smi_min_interval_s of the node's last rocm-smi, the

@@ -19,6 +19,20 @@ def chunk_id_for(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
 
+class AnswerRejected(ValueError):
+    """A worker's answer the coordinator must not believe. kind "invalid": it breaks the answer's schema
+    (types, counts, values out of the chunk's range, tags never sent); "unverified": it does not reproduce
+    when the coordinator recomputes it; "canary": it missed the known answer planted in the chunk. The last
+    two say the slot computes wrong answers: it is quarantined with the evidence."""
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+DISTRUST_KINDS = frozenset({"unverified", "canary"})
+
+
 @dataclass(frozen=True)
 class ChunkSpec:
     chunk_id: str

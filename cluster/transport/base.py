@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.config import NodeConfig
+from cluster.errors import TransportError
 
 Command = str | Sequence[str]
 
@@ -105,26 +106,88 @@ class Session(ABC):
         """End the process now (locally its whole process group; remotely its channel); idempotent."""
 
 
-class LineSplitter:
-    """Turns chunks of bytes into complete lines for a session's events (a partial line waits for more)."""
+# What the coordinator keeps of a node's output: a node is not trusted to be brief. A command's stdout keeps
+# its head and tail (the answer is the last line), stderr likewise, a session's line its head; what is cut
+# is said in place, so the evidence stays readable and the coordinator's memory stays bounded.
+STDOUT_HEAD, STDOUT_TAIL = 1 << 20, 15 << 20
+STDERR_HEAD, STDERR_TAIL = 64 << 10, 192 << 10
+MAX_LINE_BYTES = 8 << 20
 
-    def __init__(self, push: Any, kind: str) -> None:
+
+class CappedBytes:
+    """A byte stream kept as its first `head` and last `tail` bytes, with the count of what fell between."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head_limit, self.tail_limit = head, tail
+        self._head = bytearray()
+        self._tail = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+            data = data[room:]
+        if data:
+            self._tail += data
+            if len(self._tail) > 2 * self.tail_limit:  # trim in batches, not on every read
+                del self._tail[: len(self._tail) - self.tail_limit]
+
+    @property
+    def cut(self) -> int:
+        return max(0, self.total - len(self._head) - min(len(self._tail), self.tail_limit))
+
+    def value(self) -> bytes:
+        tail = bytes(self._tail[-self.tail_limit :]) if self.tail_limit else b""
+        if not self.cut:
+            return bytes(self._head) + tail
+        return bytes(self._head) + f"\n[... {self.cut} bytes cut by watcher ...]\n".encode() + tail
+
+
+def capped_stdout() -> CappedBytes:
+    return CappedBytes(STDOUT_HEAD, STDOUT_TAIL)
+
+
+def capped_stderr() -> CappedBytes:
+    return CappedBytes(STDERR_HEAD, STDERR_TAIL)
+
+
+class LineSplitter:
+    """Turns chunks of bytes into complete lines for a session's events (a partial line waits for more).
+    A line longer than `limit` bytes is cut to its head, marked, and the rest of it dropped as it arrives."""
+
+    def __init__(self, push: Any, kind: str, limit: int = MAX_LINE_BYTES) -> None:
         self._push = push
         self._kind = kind
         self._buf = b""
+        self._limit = limit
+        self._dropped = 0  # bytes of the current over-long line thrown away so far
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
-        if b"\n" not in data:
-            return
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            self._push(self._kind, line.decode("utf-8", "replace").rstrip("\r"))
+        while data:
+            newline = data.find(b"\n")
+            piece, data = (data, b"") if newline < 0 else (data[: newline + 1], data[newline + 1 :])
+            if self._dropped:
+                self._dropped += len(piece)
+            else:
+                self._buf += piece
+                if len(self._buf) > self._limit:
+                    self._dropped = len(self._buf) - self._limit
+                    self._buf = self._buf[: self._limit]
+            if newline >= 0:
+                self._emit()
+
+    def _emit(self) -> None:
+        line = self._buf.rstrip(b"\n").decode("utf-8", "replace").rstrip("\r")
+        if self._dropped:
+            line += f" [... {self._dropped} bytes cut by watcher ...]"
+        self._buf, self._dropped = b"", 0
+        self._push(self._kind, line)
 
     def close(self) -> None:
-        if self._buf:
-            self._push(self._kind, self._buf.decode("utf-8", "replace"))
-            self._buf = b""
+        if self._buf or self._dropped:
+            self._emit()
 
 
 class Executor(ABC):
@@ -169,6 +232,24 @@ class Executor(ABC):
         """Start `cmd` and return at once with a `Session` (stdin open, output streamed as lines); `timeout`
         bounds the whole process's life (remotely through coreutils `timeout`, as `run` does)."""
         raise NotImplementedError(f"{type(self).__name__} cannot start long-lived sessions")
+
+    def node_path(self, path: str) -> str:
+        """A path as every command on the node must see it: relative paths under the node's workdir, and a
+        leading `~` replaced by the node user's home, asked once (a quoted `~` is never expanded by a shell)."""
+        path = self.node.path_on_node(path)
+        if path == "~" or path.startswith("~/"):
+            home = getattr(self, "_home", None)
+            if home is None:
+                home = self._home = self._ask_home()
+            path = home.rstrip("/") + path[1:]
+        return path
+
+    def _ask_home(self) -> str:
+        res = self.run(["sh", "-c", 'printf %s "$HOME"'], timeout=30)
+        home = res.stdout.strip()
+        if not res.ok or not home.startswith("/"):
+            raise TransportError(self.name, f"cannot resolve ~ on the node (HOME={home!r}); fix: use an absolute path")
+        return home
 
     def connect(self) -> None:  # noqa: B027 - optional hook, a no-op where nothing connects
         """Make sure the node can be reached and we are let in (preflight's reachability check).

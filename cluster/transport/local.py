@@ -15,7 +15,17 @@ from pathlib import Path
 from typing import IO
 
 from cluster.errors import CommandTimeoutError, TransportError
-from cluster.transport.base import Command, CommandResult, Executor, LineSplitter, Session, render_command
+from cluster.transport.base import (
+    CappedBytes,
+    Command,
+    CommandResult,
+    Executor,
+    LineSplitter,
+    Session,
+    capped_stderr,
+    capped_stdout,
+    render_command,
+)
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -28,6 +38,40 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _communicate(
+    proc: subprocess.Popen[bytes], data: bytes | None, out: CappedBytes, err: CappedBytes, timeout: float | None
+) -> None:
+    """Like Popen.communicate, but what is kept of stdout and stderr is capped (a process is not trusted to
+    be brief); raises subprocess.TimeoutExpired after `timeout` seconds."""
+
+    def pump(stream: IO[bytes] | None, sink: CappedBytes) -> None:
+        if stream is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            for block in iter(lambda: stream.read1(1 << 16), b""):
+                sink.feed(block)
+
+    def feed() -> None:
+        if proc.stdin is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if data:
+                proc.stdin.write(data)
+            proc.stdin.close()
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out), daemon=True),
+               threading.Thread(target=pump, args=(proc.stderr, err), daemon=True),
+               threading.Thread(target=feed, daemon=True)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    proc.wait(timeout=timeout)
+    for thread in threads:  # the pipes close when the process (and its group) are gone
+        thread.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
+        if thread.is_alive():
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
 
 
 class LocalSession(Session):
@@ -131,8 +175,9 @@ class LocalExecutor(Executor):
             )
         except OSError as err:
             raise TransportError(self.name, f"cannot start local process: {err}", cause=err) from err
+        out, err_out = capped_stdout(), capped_stderr()
         try:
-            out, err_out = proc.communicate(data, timeout=timeout)
+            _communicate(proc, data, out, err_out, timeout)
         except subprocess.TimeoutExpired as err:
             self._kill_group(proc)
             raise CommandTimeoutError(self.name, line, timeout or 0.0, cause=err) from None
@@ -143,8 +188,8 @@ class LocalExecutor(Executor):
             node=self.name,
             command=line,
             exit_code=proc.returncode,
-            stdout=out.decode("utf-8", "replace"),
-            stderr=err_out.decode("utf-8", "replace"),
+            stdout=out.value().decode("utf-8", "replace"),
+            stderr=err_out.value().decode("utf-8", "replace"),
             duration_s=time.monotonic() - started,
         )
 

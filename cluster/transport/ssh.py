@@ -36,7 +36,16 @@ from cluster.errors import (
     NodeUnreachableError,
     TransportError,
 )
-from cluster.transport.base import Command, CommandResult, Executor, LineSplitter, Session, render_command
+from cluster.transport.base import (
+    Command,
+    CommandResult,
+    Executor,
+    LineSplitter,
+    Session,
+    capped_stderr,
+    capped_stdout,
+    render_command,
+)
 
 # paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -186,8 +195,24 @@ class SSHExecutor(Executor):
         self.known_hosts = Path(os.path.expanduser(node.known_hosts or "~/.ssh/known_hosts"))
 
     # -- connections -------------------------------------------------------------------------------
+    def _check_key_file(self) -> None:
+        """Refuse a private key others can read, as OpenSSH does, with the command that fixes it."""
+        if not self.node.key_file:
+            return
+        path = os.path.expanduser(self.node.key_file)
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except OSError as err:
+            raise AuthenticationError(self.name, f"cannot read key_file {path}: {err.strerror}", cause=err) from None
+        if mode & 0o077:
+            raise AuthenticationError(
+                self.name,
+                f"key_file {path} is readable by group or others (mode {mode:o}); fix: chmod 600 {shlex.quote(path)}",
+            )
+
     def _open(self) -> _Connection:
         node, limit = self.node, self.timeouts.connect
+        self._check_key_file()
         deadline = time.monotonic() + limit
         try:
             sock = socket.create_connection((node.host, node.port), timeout=limit)
@@ -340,24 +365,24 @@ class SSHExecutor(Executor):
         shown: str,
         timeout: float | None,
     ) -> tuple[bytes, bytes]:
-        """Read stdout and stderr together (so neither pipe fills and deadlocks) until exit."""
-        out: list[bytes] = []
-        err: list[bytes] = []
+        """Read stdout and stderr together (so neither pipe fills and deadlocks) until exit; what is kept of
+        each is capped (a node is not trusted to be brief)."""
+        out, err = capped_stdout(), capped_stderr()
         while True:
             busy = False
             while chan.recv_ready():
-                out.append(chan.recv(1 << 20))
+                out.feed(chan.recv(1 << 20))
                 busy = True
             while chan.recv_stderr_ready():
-                err.append(chan.recv_stderr(1 << 20))
+                err.feed(chan.recv_stderr(1 << 20))
                 busy = True
             if busy:
                 continue
             if chan.exit_status_ready() and chan.eof_received:
-                return b"".join(out), b"".join(err)
+                return out.value(), err.value()
             if chan.closed or not transport.is_active():
                 if chan.exit_status_ready():
-                    return b"".join(out), b"".join(err)
+                    return out.value(), err.value()
                 raise TransportError(self.name, "connection lost while the command was running")
             wait = 0.5
             if deadline is not None:

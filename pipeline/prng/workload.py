@@ -4,8 +4,9 @@ names loaded and split, and what the scheduler needs to know about the worker jo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 from pydantic import ValidationError
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from cluster.config import format_validation_error
 from cluster.errors import ConfigError
 from cluster.files import sha256_file
+from pipeline.prng import answers, canary
 from pipeline.prng.data import DataSpec, History, load_history, split
 from pipeline.workload import Workload
 
@@ -23,6 +25,8 @@ class PrngWorkload(Workload):
     history: History
     train: list[int]
     holdout: list[int]
+    _planted: dict[int, canary.Planted] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     jobs_module: ClassVar[str] = "pipeline.prng.jobs"
     progress_key: ClassVar[str | None] = "seeds_tested"
@@ -49,3 +53,20 @@ class PrngWorkload(Workload):
 
     def study_key(self) -> str:
         return f"{self.data.generator}-{self.history.fingerprint()}"
+
+    def seal(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Plant a canary (pipeline/prng/canary.py) and remember it, keyed by the sealed payload."""
+        sealed, planted = canary.plant(payload)
+        if planted is not None:
+            with self._lock:
+                self._planted[canary.digest(sealed)] = planted
+        return sealed
+
+    def check_answer(self, payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Schema, recomputation and canary (pipeline/prng/answers.py); the answer becomes what was checked."""
+        super().check_answer(payload, answer)
+        with self._lock:
+            planted = self._planted.get(canary.digest(payload))
+        checked = answers.check(payload, answer, self.history, planted)
+        answer.clear()
+        answer.update(checked)

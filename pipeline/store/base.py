@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,15 @@ class StoreBase:
         self._conn: sqlite3.Connection | None = open_store_connection(
             self.path, readonly=readonly, written_by=f"watcher pid {os.getpid()} on {socket.gethostname()}", now=_now()
         )
+        if not readonly:
+            self._make_private()
+
+    def _make_private(self) -> None:
+        """Run history, LLM transcripts and node evidence are the owner's alone, whatever the umask was."""
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            with suppress(OSError):
+                if path.exists() and path.stat().st_uid == os.getuid():
+                    path.chmod(0o600)
 
     @property
     def conn(self) -> sqlite3.Connection:

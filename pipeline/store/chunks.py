@@ -18,6 +18,22 @@ from pipeline.store.base import StoreBase, dumps, loads, now
 INLINE_RESULT_LIMIT = 1 << 20
 
 
+# What a failure record keeps of text that came from a node: the end, which holds the cause. A worker
+# writing 20 MB of stderr per attempt must not grow the store by as much.
+STDERR_STORED = 16 << 10
+TRACEBACK_STORED = 16 << 10
+ERROR_STORED = 4 << 10
+
+
+def _last_bytes(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    return f"[... {len(data) - limit} bytes cut ...]" + data[-limit:].decode("utf-8", "replace")
+
+
 class ChunkStoreMixin(StoreBase):
     def plan_chunks(self, run_id: int, step: float, chunks: Sequence[ChunkSpec], step_attempt: int = 1) -> int:
         """Insert missing chunks as pending and send orphaned 'running' rows back; returns how many were orphans."""
@@ -87,10 +103,10 @@ class ChunkStoreMixin(StoreBase):
                     failure.kind,
                     failure.command,
                     failure.exit_code,
-                    failure.stderr_tail,
+                    _last_bytes(failure.stderr_tail, STDERR_STORED),
                     dumps(failure.gpu_state),
-                    failure.traceback,
-                    failure.error,
+                    _last_bytes(failure.traceback, TRACEBACK_STORED),
+                    _last_bytes(failure.error, ERROR_STORED),
                     failure.duration,
                     failure.time or now(),
                 ),

@@ -18,6 +18,7 @@ import optuna
 import pytest
 import yaml
 
+from cluster.errors import StoreError
 from pipeline.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,13 +57,15 @@ def kill_when(tmp: Path, proc: subprocess.Popen, ready: Callable[[RunStore], boo
     db = tmp / "state" / "watcher.db"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
+        try:
             with RunStore(db, readonly=True) as store:
                 if ready(store):
                     rows = {2: store.chunk_rows(1, 2)}
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(timeout=30)
                     return rows
+        except StoreError:
+            pass  # not created yet, or being created by the run right now
         time.sleep(0.05)
     pytest.fail(f"watcher run ended before {what} (exit {proc.returncode})")
 

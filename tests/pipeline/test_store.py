@@ -54,7 +54,7 @@ def test_a_version_1_store_is_migrated_keeping_its_runs(tmp_path: Path) -> None:
         store.record_decision(run, 1, 2, advisor="rules", decision="PROCEED", next_run={"max_seeds": 2}, dataset="d")
         assert store.get_run(run).verdict == "no seed reproduces this history"
         assert store.last_decision(1, "d")["next_run"] == {"max_seeds": 2}
-        assert [v for (v,) in store.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2]
+        assert [v for (v,) in store.conn.execute("SELECT version FROM schema_version ORDER BY version")] == [1, 2, 3]
 
 
 def test_newer_schema_is_refused_with_a_fix(tmp_path: Path) -> None:
