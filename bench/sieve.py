@@ -1,6 +1,15 @@
 """Sieve throughput: seeds/s per generator and path, as ratios to php_mt_seed (not part of the test suite).
 
     python bench/sieve.py [--json] [--quick] [--generators mt19937,lcg32] [--paths fast,fallback] [--variable P,..]
+                          [--device cuda] [--php-mt-seed PATH] [--no-ceiling]
+
+Ceiling rows: where a C compiler is found, bench/ceiling/lcg_ceiling.c is built into a temporary directory (never
+into the repository) and run on the same seed count, first draw and target as the lcg32 / java_lcg fast rows,
+interleaved with them run by run; `ratio_vs_ceiling` is the median of the per-pair ratios (the shared cores' load
+moves both sides of a pair together). --php-mt-seed PATH runs that binary (never built here) on the planted php_mt_rand
+seed's first 8 outputs and prints its rate and our mt19937 fast row's ratio to it, from the same run.
+--device cuda checks every row's survivors against the reference (a small loose window per family and path, and
+every survivor of the timed row re-scored by the reference) and prints seeds/s per family and path.
 
 Rows report the best of --repeat timed runs (and the median). php_mt_seed scans 2**32 MT19937 seeds
 against 8 outputs mod 1000 in ~80 s on the 2-vCPU reference machine, about 54 M seeds/s; every row is
@@ -16,15 +25,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.prng.generators.reference import GENERATORS, generate
-from pipeline.prng.sieve import SieveSpec, sieve_range
+from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
+from pipeline.prng.sieve.reference import reference_sieve
 from pipeline.prng.sieve.spec import STREAM_GENERATORS
 
 PHP_MT_SEED_RATE = 54e6
@@ -46,34 +62,101 @@ def case_spec(generator: str, seed: int, skips: int) -> SieveSpec:
     return SieveSpec(generator, residues, 1.0, offset=offset, skip_min=0, skip_max=skip)
 
 
-def run_row(generator: str, path: str, skips: int, seeds: int, repeat: int) -> dict:
+CEILING_FAMILY = {"lcg32": "lcg32", "java_lcg": "java"}
+
+
+def build_ceiling() -> str | None:
+    """bench/ceiling/lcg_ceiling.c built into a fresh temp dir, or None (no compiler, or the build failed)."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc:
+        return None
+    out = Path(tempfile.mkdtemp(prefix="watcher-ceiling-")) / "lcg_ceiling"
+    src = Path(__file__).resolve().parent / "ceiling" / "lcg_ceiling.c"
+    proc = subprocess.run([cc, "-O3", "-march=native", "-fopenmp", "-o", str(out), str(src)], capture_output=True)
+    return str(out) if proc.returncode == 0 else None
+
+
+def run_ceiling(exe: str, family: str, seeds: int, target: int) -> float:
+    out = subprocess.run([exe, family, str(seeds), "0", str(target)], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout)["seeds_per_s"])
+
+
+def run_row(generator: str, path: str, skips: int, seeds: int, repeat: int, device: str = "cpu",
+            ceiling: str | None = None) -> dict:  # fmt: skip
     planted = seeds // 2 + 12345
     spec = case_spec(generator, planted, skips)
-    sieve_range(spec, 0, 4096, device="cpu", path=path)  # compile / load caches outside the timing
-    times, cores = [], []
-    for _ in range(repeat):  # best of N: the 2 shared cores see other tenants' load come and go
+    sieve_range(spec, 0, 4096, device=device, path=path)  # compile / load caches outside the timing
+    pair = ceiling if ceiling and skips == 1 and path == "fast" and generator in CEILING_FAMILY else None
+    times, cores, ceil_rates = [], [], []
+    for _ in range(repeat):  # the 2 shared cores see other tenants' load come and go: medians, pairs interleaved
+        if pair:
+            ceil_rates.append(run_ceiling(pair, CEILING_FAMILY[generator], seeds, spec.residues[0]))
         t0, c0 = time.perf_counter(), time.process_time()
-        result = sieve_range(spec, 0, seeds, device="cpu", path=path)
+        result = sieve_range(spec, 0, seeds, device=device, path=path)
         times.append(time.perf_counter() - t0)
         cores.append((time.process_time() - c0) / times[-1])
     best = min(range(repeat), key=times.__getitem__)
     seconds = times[best]
     rate = seeds / seconds
-    return {
+    row = {
         "generator": generator,
-        "device": "cpu",
+        "device": device,
         "path": result.path,
         "window": WINDOW,
         "skips": skips,
         "seeds": seeds,
         "seconds": round(seconds, 4),
-        "seconds_median": round(sorted(times)[len(times) // 2], 4),
+        "seconds_median": round(statistics.median(times), 4),
         "repeats": repeat,
         "cores_used": round(cores[best], 2),  # process cpu time / wall time: < 2 on 2 cores means we were crowded
         "seeds_per_s": round(rate),
+        "seeds_per_s_median": round(seeds / statistics.median(times)),
         "seed_skips_per_s": round(rate * skips),
         "ratio_vs_php_mt_seed": round(rate / PHP_MT_SEED_RATE, 3),
         "planted_found": planted in set(result.seeds.tolist()),
+    }
+    if pair:
+        pair_ratios = [seeds / t / c for t, c in zip(times, ceil_rates, strict=True)]
+        row["ceiling_seeds_per_s_median"] = round(statistics.median(ceil_rates))
+        row["ratio_vs_ceiling"] = round(statistics.median(pair_ratios), 3)
+    if device != "cpu":
+        row["verified"] = verify_row(generator, path, device, spec, result)
+    return row
+
+
+def verify_row(generator: str, path: str, device: str, spec: SieveSpec, result) -> bool:
+    """Survivors against the reference: a loose window (many survivors) at both ends of the seed space, and
+    every survivor of the timed row re-scored by the reference."""
+    loose = SieveSpec(generator, (1, 0, 2), 0.5, modulus=3, offset=2, skip_max=1)
+    for lo in (0, (1 << 32) - 2048):
+        got = sieve_range(loose, lo, lo + 2048, device=device, path=path).survivors()
+        if got != [tuple(t) for t in reference_sieve(loose, range(lo, lo + 2048))]:
+            return False
+    again = verify_seeds(spec, result.seeds, device="cpu", path="reference").survivors()
+    return again == result.survivors()
+
+
+def run_php_mt_seed(exe: str, seeds_per_s_ours: float) -> dict:
+    """php_mt_seed on the planted seed's first 8 php_mt_rand outputs (exact values: `v v 0 2147483647` each)."""
+    planted = 123456789
+    outs = generate("php_mt_rand", planted, WINDOW)
+    args = [str(a) for v in outs for a in (v, v, 0, 2147483647)]
+    t0 = time.perf_counter()
+    proc = subprocess.run([exe, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    text = proc.stdout + proc.stderr
+    found = [int(m) for m in re.findall(r"seed = 0x[0-9a-fA-F]+ = (\d+)", text)]
+    # php_mt_seed scans all 2**32 seeds (its own rate line, when printed, is also reported)
+    rate = (1 << 32) / seconds
+    return {
+        "php_mt_seed": exe,
+        "returncode": proc.returncode,
+        "seconds": round(seconds, 3),
+        "seeds_per_s": round(rate),
+        "planted_found": planted in found,
+        "mt19937_fast_seeds_per_s": round(seeds_per_s_ours),
+        "ratio_mt19937_fast_vs_php_mt_seed": round(seeds_per_s_ours / rate, 3),
+        "last_line": text.strip().splitlines()[-1][-200:] if text.strip() else "",
     }
 
 
@@ -138,25 +221,50 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes: whole run under a minute")
     ap.add_argument("--generators", default=",".join(GENERATORS))
     ap.add_argument("--paths", default="fast,fallback")
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs per row; the best is reported")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per row; best and median are reported")
     ap.add_argument("--variable", default=DEFAULT_VARIABLE, help="presets for variable-skip rows ('' for none)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (ROCm is `cuda` too); cuda verifies every row")
+    ap.add_argument("--size", type=int, default=0, help="seeds per row (overrides the table; e.g. 2**30 on a GPU)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip building and running the C ceiling")
+    ap.add_argument("--php-mt-seed", metavar="PATH", help="run this php_mt_seed binary in the same run")
     args = ap.parse_args(argv)
     pick = 0 if args.quick else 1
     generators = [g for g in args.generators.split(",") if g]  # --generators '' runs only the variable rows
+    ceiling = None if args.no_ceiling or args.device != "cpu" else build_ceiling()
+    if not args.no_ceiling and args.device == "cpu" and ceiling is None:
+        print("ceiling: no C compiler (or the build failed): no ceiling rows", file=sys.stderr)
+    mt_fast = 0.0
+    ok = True
     for g, path, skips, n in rows(args.quick, generators, args.paths.split(",")):
-        row = run_row(g, path, skips, n, args.repeat)
+        n = args.size // skips if args.size else n
+        row = run_row(g, path, skips, n, args.repeat, args.device, ceiling)
+        ok &= row["planted_found"] and row.get("verified", True)
+        if g == "mt19937" and path == "fast" and skips == 1:
+            mt_fast = row["seeds_per_s_median"]
         if args.json:
             print(json.dumps(row), flush=True)
         else:
+            extra = ""
+            if "ratio_vs_ceiling" in row:
+                extra = f" ceiling {row['ceiling_seeds_per_s_median'] / 1e6:9.2f} M/s x{row['ratio_vs_ceiling']:.3f}"
+            if "verified" in row:
+                extra += f" verified={row['verified']}"
             print(
-                f"{g:30s} {row['path']:8s} skips={skips} seeds={n:>11,d} {row['seconds']:8.3f}s "
-                f"{row['seeds_per_s'] / 1e6:9.2f} M seeds/s {row['seed_skips_per_s'] / 1e6:9.2f} M seed*skips/s "
-                f"x{row['ratio_vs_php_mt_seed']:.3f} php_mt_seed (best of {args.repeat}, "
-                f"{row['cores_used']} cores) found={row['planted_found']}",
+                f"{g:30s} {args.device}:{row['path']:8s} skips={skips} seeds={n:>13,d} {row['seconds']:8.3f}s "
+                f"{row['seeds_per_s'] / 1e6:9.2f} M seeds/s (median {row['seeds_per_s_median'] / 1e6:9.2f}) "
+                f"x{row['ratio_vs_php_mt_seed']:.3f} php_mt_seed-equiv ({row['cores_used']} cores) "
+                f"found={row['planted_found']}{extra}",
                 flush=True,
             )
+    if args.php_mt_seed:
+        if not mt_fast:
+            mt_fast = run_row("mt19937", "fast", 1, SIZES["mt"][pick], args.repeat, args.device)["seeds_per_s_median"]
+        res = run_php_mt_seed(args.php_mt_seed, mt_fast)
+        print(json.dumps(res) if args.json else " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     for g in filter(None, args.variable.split(",")):
         for path in args.paths.split(","):
+            if args.device != "cpu":
+                continue  # variable-skip rows are cpu rows
             row = run_variable_row(g, path, VARIABLE_SIZES[path][pick], args.repeat)
             if args.json:
                 print(json.dumps(row), flush=True)
@@ -167,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"found={row['planted_found']}",
                     flush=True,
                 )
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

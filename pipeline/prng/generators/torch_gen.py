@@ -19,6 +19,8 @@ from pipeline.prng.generators import reference as ref
 from pipeline.prng.generators.mt_plan import mt_program
 
 MASK32 = 0xFFFFFFFF
+# Generators whose outputs() also takes int32 seeds (the seed's bit pattern): the whole filter then runs in int32.
+INT32_SEED_GENERATORS = tuple(n for n, p in fam.PRESETS.items() if isinstance(p.definition, fam.Mt19937))
 
 
 def _i32(value: int) -> int:
@@ -178,9 +180,11 @@ def _mt_words(seeds32: torch.Tensor, indices: Sequence[int]) -> dict[int, torch.
     t = torch.empty_like(x)
     if 0 in wanted:
         words[0] = x.clone()
+    c30, c3 = _step_constant(30, x.device), _step_constant(3, x.device)
     for i in range(1, max(wanted) + 1):
-        torch.bitwise_right_shift(x, 30, out=t)
-        t.bitwise_and_(3)  # logical shift: torch shifts int32 arithmetically
+        # 0-dim int32 operands: a Python-int shift count sends int32 tensors down a slow path (measured 100x)
+        torch.bitwise_right_shift(x, c30, out=t)
+        t.bitwise_and_(c3)  # logical shift: torch shifts int32 arithmetically
         x.bitwise_xor_(t)
         torch.add(_step_constant(i, x.device), x, alpha=ref.MT_INIT_MULT, out=x)
         if i in wanted:
@@ -200,16 +204,29 @@ def _step_constant(i: int, device: torch.device) -> torch.Tensor:
     return c
 
 
+def _c(value: int, like: torch.Tensor) -> torch.Tensor:
+    """A cached 0-dim constant of like's dtype (int32 ops with Python-int operands take a much slower path)."""
+    key = (value, like.dtype, str(like.device))
+    c = _CONSTANTS.get(key)
+    if c is None:
+        c = _CONSTANTS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return c
+
+
+_CONSTANTS: dict[tuple[int, torch.dtype, str], torch.Tensor] = {}
+
+
 def _mt_temper(y: torch.Tensor) -> torch.Tensor:
-    y = y ^ ((y >> 11) & 0x1FFFFF)
-    y = y ^ ((y << 7) & _i32(0x9D2C5680))
-    y = y ^ ((y << 15) & _i32(0xEFC60000))
-    return y ^ ((y >> 18) & 0x3FFF)
+    y = y ^ ((y >> _c(11, y)) & _c(0x1FFFFF, y))
+    y = y ^ ((y << _c(7, y)) & _c(_i32(0x9D2C5680), y))
+    y = y ^ ((y << _c(15, y)) & _c(_i32(0xEFC60000), y))
+    return y ^ ((y >> _c(18, y)) & _c(0x3FFF, y))
 
 
 def _mt_next(cur: torch.Tensor, nxt: torch.Tensor, far: torch.Tensor) -> torch.Tensor:
-    y = (cur & _i32(0x80000000)) | (nxt & 0x7FFFFFFF)
-    return far ^ ((y >> 1) & 0x7FFFFFFF) ^ ((-(y & 1)) & _i32(ref.MT_MATRIX_A))
+    y = (cur & _c(_i32(0x80000000), cur)) | (nxt & _c(0x7FFFFFFF, nxt))
+    mag = (-(y & _c(1, y))) & _c(_i32(ref.MT_MATRIX_A), y)
+    return far ^ ((y >> _c(1, y)) & _c(0x7FFFFFFF, y)) ^ mag
 
 
 MtWords = Callable[[torch.Tensor, Sequence[int]], dict[int, torch.Tensor]]
@@ -224,7 +241,7 @@ def _mt_outputs(seeds: torch.Tensor, positions: Sequence[int], mt_words: MtWords
     step = max(1024, WORDS_BUDGET // (4 * (len(needed) + len(ops))))
     parts = []
     for lo in range(0, seeds.numel(), step):
-        seeds32 = seeds[lo : lo + step].to(torch.int32)  # bit pattern of the unsigned seed
+        seeds32 = seeds[lo : lo + step].to(torch.int32)  # bit pattern of the unsigned seed (no copy if int32)
         init = mt_words(seeds32, needed)
         words = [init[j] for j in needed]
         for _dst, a, b, c in ops:  # dst is always the next slot: ops come in slot order

@@ -114,8 +114,8 @@ def triton_available() -> bool:
 def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_triton: bool | None = None) -> str:
     """Which implementation runs for a requested path on a device.
 
-    "fast" is the compiled kernel of the device: numba on cpu, the Triton MT kernel on a GPU (the LCG family
-    has no separate GPU kernel: its eager torch form is already a handful of ops per draw).
+    "fast" is the compiled kernel of the device: numba on cpu, the fused Triton filter kernels on a GPU
+    (pipeline.prng.kernels.triton_sieve; families without one run eager torch with the Triton MT init chain).
     """
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
@@ -150,10 +150,10 @@ def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = N
         from pipeline.prng.sieve.fast import fast_sieve
 
         arrays = fast_sieve(spec, start, end)
-    elif chosen == "fast":
-        from pipeline.prng.sieve.torch_path import torch_sieve
+    elif chosen == "fast":  # GPU: the fused Triton filter per family (the seven first families), else torch+Triton MT
+        from pipeline.prng.sieve.torch_path import triton_sieve
 
-        arrays = torch_sieve(spec, start, end, device, use_triton=True)
+        arrays = triton_sieve(spec, start, end, device)
     elif chosen == "fallback":
         from pipeline.prng.sieve.torch_path import torch_sieve
 

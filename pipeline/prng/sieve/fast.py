@@ -104,6 +104,27 @@ class FastPlan:
         self.ops = np.array(ops, dtype=np.int64).reshape(-1, 4)
         self.out_slot = np.array([[slot[int(p)] for p in row] for row in fpos], dtype=np.int64)
 
+    def run_compact(self, start: int, count: int, buffers: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Jump kinds only: (offsets from start, codes) of the survivors, from a kernel that writes nothing else.
+
+        buffers: (idx int32, code int32, counts int64), reusable, sized for `count` seeds (np.empty: only the pages
+        that receive survivors are ever touched)."""
+        from pipeline.prng.kernels.common import TASK_SEEDS
+        from pipeline.prng.kernels.jump_kernel import jump_sieve_compact
+
+        idx, code, counts = buffers
+        n_tasks = -(-count // TASK_SEEDS)
+        d, magic, shift = self.mod
+        jump_sieve_compact(self.jump_kind, start, count, self.coef_a, self.coef_c, self.targets, self.n_filter,
+                           self.need, d, magic, shift, *self.pow2, idx, code, counts[:n_tasks])  # fmt: skip
+        full = np.flatnonzero(counts[:n_tasks])
+        if full.size == 0:
+            return idx[:0], code[:0]
+        if full.size == n_tasks and int(counts[:n_tasks].sum()) == count:  # every seed survived
+            return idx[:count], code[:count]
+        keep = [slice(t * TASK_SEEDS, t * TASK_SEEDS + int(counts[t])) for t in full.tolist()]
+        return np.concatenate([idx[k] for k in keep]), np.concatenate([code[k] for k in keep])
+
     def run_chunk(self, start: int, count: int, code: np.ndarray | None = None) -> np.ndarray:
         """int32 codes per seed: -1, or skip_index << 16 | matches. `code`: a reusable buffer of >= count."""
         code = np.empty(count, dtype=np.int32) if code is None else code[:count]
@@ -171,7 +192,18 @@ def fast_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, np.nd
     """(seeds, skips, matches) of the survivors in [start, end)."""
     plan = FastPlan(spec)
     parts = []
-    buffer = np.empty(min(CHUNK, end - start), dtype=np.int32)  # reused: fresh pages cost ~10% on the LCGs
+    size = min(CHUNK, end - start)
+    if plan.kind == "jump":  # survivors only: no per-seed code array to write and scan
+        from pipeline.prng.kernels.common import TASK_SEEDS
+
+        bufs = (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(-(-size // TASK_SEEDS), np.int64))
+        for lo in range(start, end, CHUNK):
+            idx, code = plan.run_compact(lo, min(CHUNK, end - lo), bufs)
+            if idx.size:
+                c = code.astype(np.int64)
+                parts.append((idx.astype(np.int64) + lo, spec.skip_min + (c >> 16), c & 0xFFFF))
+        return _joined(parts)
+    buffer = np.empty(size, dtype=np.int32)  # reused: fresh pages cost ~10% on the LCGs
     for lo in range(start, end, CHUNK):
         count = min(CHUNK, end - lo)
         code = plan.run_chunk(lo, count, buffer)
@@ -179,6 +211,10 @@ def fast_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, np.nd
         if idx.size:
             c = code[idx].astype(np.int64)
             parts.append((idx.astype(np.int64) + lo, spec.skip_min + (c >> 16), c & 0xFFFF))
+    return _joined(parts)
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()

@@ -8,6 +8,7 @@ the whole window.
 from __future__ import annotations
 
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ import torch
 from pipeline.prng.generators import torch_gen
 from pipeline.prng.sieve.spec import SieveSpec
 
-CHUNK = 1 << 20  # seeds per step on cpu: eager ops cost ~10 us each, so 2**18 was 30% slower, 2**22 left L3
+CHUNK = 1 << 16  # seeds per step on cpu: int32 words stay in L2 (each eager op ~6 us there, single-threaded)
 CUDA_CHUNK = 1 << 22  # on a GPU larger chunks amortise kernel launches
 
 
@@ -42,7 +43,11 @@ def score_torch(
 def torch_sieve(
     spec: SieveSpec, start: int, end: int, device: str, *, use_triton: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """use_triton: run the MT init chain in the fused Triton kernel (GPUs; cpu only under TRITON_INTERPRET=1)."""
+    """use_triton: run the MT init chain in the fused Triton kernel (GPUs; cpu only under TRITON_INTERPRET=1).
+
+    On cpu the chunks are small (L2-resident) and run on a thread per core with torch's intra-op threads off:
+    eager int32 ops release the GIL, and torch's OpenMP split of each 64K-element op cost ~30x more per op than a
+    single thread on the shared 2-core machine (a barrier per op, and other tenants on the cores)."""
     mt_words = None
     if use_triton:
         from pipeline.prng.kernels.triton_mt import mt_words
@@ -51,19 +56,39 @@ def torch_sieve(
     order = spec.check_order()
     filter_pos = [p for row in pos for p in row[:n_filter]]
     ftargets = torch.tensor([spec.residues[j] for j in order[:n_filter]] * len(pos), dtype=torch.int64, device=device)
-    chunk = CUDA_CHUNK if device.startswith("cuda") else CHUNK
-    parts = []
-    for lo in range(start, end, chunk):
-        seeds = torch.arange(lo, min(end, lo + chunk), dtype=torch.int64, device=device)
+    int32_seeds = spec.generator in torch_gen.INT32_SEED_GENERATORS
+
+    def run(lo: int, hi: int) -> list[np.ndarray] | None:
+        if int32_seeds:  # the seed's bit pattern: int32 end to end, widened only for the few candidates
+            seeds = torch.arange(hi - lo, dtype=torch.int32, device=device).add_(_i32(lo))
+        else:
+            seeds = torch.arange(lo, hi, dtype=torch.int64, device=device)
         out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus, mt_words=mt_words)
         hit = (out == ftargets.view(-1, 1)).any(dim=0)
         cand = seeds[hit]
-        if cand.numel():
-            parts.append([t.cpu().numpy() for t in score_torch(spec, cand, mt_words)])
+        if not cand.numel():
+            return None
+        if int32_seeds:
+            cand = cand.to(torch.int64) & 0xFFFFFFFF
+        return [t.cpu().numpy() for t in score_torch(spec, cand, mt_words)]
+
+    if device.startswith("cpu"):
+        bounds = [(lo, min(end, lo + CHUNK)) for lo in range(start, end, CHUNK)]
+        # torch's thread count is per OS thread (OpenMP): set in each worker, the caller's is left alone
+        with ThreadPoolExecutor(torch.get_num_threads(), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            found = list(pool.map(lambda b: run(*b), bounds))
+    else:
+        found = [run(lo, min(end, lo + CUDA_CHUNK)) for lo in range(start, end, CUDA_CHUNK)]
+    parts = [p for p in found if p is not None]
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore[return-value]
+
+
+def _i32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 VARIABLE_CHUNK = 1 << 12  # seeds per variable-skip step: the residue stream is [positions, seeds]
@@ -150,3 +175,25 @@ def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy(), np.empty((0, spec.scan_length), dtype=np.int64)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+
+
+TRITON_CHUNK = 1 << 26  # seeds per fused-kernel launch on a GPU (candidates are ~1/modulus of them per draw)
+
+
+def triton_sieve(spec: SieveSpec, start: int, end: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fused Triton filter (pipeline.prng.kernels.triton_sieve) for its families, then score_torch on the
+    candidates; other generators take torch_sieve with the Triton MT init chain."""
+    from pipeline.prng.kernels.triton_sieve import TRITON_GENERATORS, TritonFilter
+
+    if spec.generator not in TRITON_GENERATORS:
+        return torch_sieve(spec, start, end, device, use_triton=True)
+    filt = TritonFilter(spec, device)
+    parts = []
+    for lo in range(start, end, TRITON_CHUNK):
+        cand = filt.candidates(lo, min(end, lo + TRITON_CHUNK))
+        if cand.numel():
+            parts.append([t.cpu().numpy() for t in score_torch(spec, cand)])
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
+    return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore[return-value]
