@@ -1,5 +1,6 @@
 """The reference workload's data: the `data:` section of pipeline.yaml (DataSpec) and the draw history it
-names: load, validate (one line naming the entry and field), split into train and holdout."""
+names: load, validate (one line naming the entry and field), keep one session's draws (`data.session`), split
+into train and holdout."""
 
 from __future__ import annotations
 
@@ -9,12 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 from cluster.errors import ConfigError
 
 # (most values, highest value) of the scanned envelopes: every offset and skip multiplies the work
 RANGE_CAPS = {"offset_range": (4096, 1 << 20), "skip_range": (256, 4096)}
+ALL_SESSIONS = "both"  # data.session: every draw, whatever its session
+SKIP_MODES = ("fixed", "variable")
+# The operators' five hybrid presets (max consecutive misses, skip tolerance), the same tuple as
+# pipeline.prng.sieve.spec.PRNG_CLUSTER_STRATEGIES (kept here so loading pipeline.yaml imports no sieve code).
+DEFAULT_STRATEGIES: tuple[tuple[int, int], ...] = ((3, 5), (10, 20), (5, 5), (7, 10), (20, 50))
+# Fields added after the first release: left out of the dump (and so of every output's input hash) while they
+# hold their defaults, so a pipeline.yaml that does not use them keeps its outputs and studies.
+_LATER_FIELDS = {"session": ALL_SESSIONS, "skip_mode": "fixed", "strategies": DEFAULT_STRATEGIES}
 
 
 class DataSpec(BaseModel):
@@ -29,6 +47,46 @@ class DataSpec(BaseModel):
     seed_range: tuple[StrictInt, StrictInt] = (0, 1 << 24)
     offset_range: tuple[StrictInt, StrictInt] = (0, 15)
     skip_range: tuple[StrictInt, StrictInt] = (0, 3)
+    # "both" (every draw) or one session name the history uses; checked against the history when it is loaded
+    session: Annotated[str, Field(min_length=1, max_length=64)] = ALL_SESSIONS
+    # fixed: one skip per survivor from skip_range; variable: each draw's skip searched with `strategies`
+    # ([max consecutive misses, skip tolerance] pairs, the operators' hybrid semantics; skip_range unused)
+    skip_mode: str = "fixed"
+    strategies: Annotated[tuple[tuple[StrictInt, StrictInt], ...], Field(min_length=1, max_length=32)] = (
+        DEFAULT_STRATEGIES
+    )
+
+    @field_validator("skip_mode")
+    @classmethod
+    def _skip_mode(cls, value: str) -> str:
+        if value not in SKIP_MODES:
+            raise ValueError(f"must be one of {', '.join(SKIP_MODES)}; got {value!r}")
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, value: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        for i, (misses, tolerance) in enumerate(value):
+            if not 1 <= misses <= 2048 or not 0 <= tolerance <= 1000:
+                raise ValueError(
+                    f"[{i}] = [{misses}, {tolerance}]: need [max_misses, tolerance] with 1 <= max_misses <= 2048 "
+                    "and 0 <= tolerance <= 1000"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a strategy twice; fix: drop the duplicate")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for name, default in _LATER_FIELDS.items():
+            if getattr(self, name) == default:
+                out.pop(name, None)
+        return out
+
+    @property
+    def variable(self) -> bool:
+        return self.skip_mode == "variable"
 
     @field_validator("generator")
     @classmethod
@@ -62,12 +120,42 @@ class History:
     sessions: tuple[str, ...]
     dates: tuple[str, ...]
     source: str
+    session: str = ALL_SESSIONS  # which session's draws these are ("both": the whole file)
 
     def __len__(self) -> int:
         return len(self.draws)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.draws).encode()).hexdigest()[:16]
+
+    def session_names(self) -> tuple[str, ...]:
+        """The session names this history uses, in order of first appearance."""
+        return tuple(dict.fromkeys(self.sessions))
+
+
+def select_session(history: History, session: str = ALL_SESSIONS) -> History:
+    """The draws of one session, in time order ("both": all of them); ConfigError naming data.session when the
+    history has no such session. Selecting the session a history already holds returns it unchanged."""
+    if session == history.session:
+        return history
+    if history.session != ALL_SESSIONS:
+        raise ConfigError(f"data.session: {history.source} already holds only session {history.session!r}")
+    if session == ALL_SESSIONS:
+        return history
+    names = history.session_names()
+    if session not in names:
+        raise ConfigError(
+            f"data.session: {session!r} is not a session of {history.source} (it has {', '.join(names)}); "
+            f"fix: use {ALL_SESSIONS} or one of those"
+        )
+    keep = [i for i, s in enumerate(history.sessions) if s == session]
+    return History(
+        tuple(history.draws[i] for i in keep),
+        tuple(history.sessions[i] for i in keep),
+        tuple(history.dates[i] for i in keep),
+        history.source,
+        session,
+    )
 
 
 def parse_history(data: Any, source: str, modulus: int = 1000) -> History:
@@ -89,7 +177,8 @@ def parse_history(data: Any, source: str, modulus: int = 1000) -> History:
     return History(tuple(draws), tuple(sessions), tuple(dates), source)
 
 
-def load_history(path: str | Path, modulus: int = 1000) -> History:
+def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSIONS) -> History:
+    """The history file's draws, only `session`'s unless it is "both"."""
     path = Path(path)
     fix = "fix: point data.history in pipeline.yaml at a JSON list of {date, session, draw}"
     try:
@@ -108,7 +197,7 @@ def load_history(path: str | Path, modulus: int = 1000) -> History:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}; {fix}") from None
-    return parse_history(data, str(path), modulus)
+    return select_session(parse_history(data, str(path), modulus), session)
 
 
 def split(history: History, holdout_fraction: float) -> tuple[list[int], list[int]]:

@@ -3,6 +3,14 @@ sieve a seed block at every offset, the worker job that runs them, and merging w
 
 Steps 1 and 2 both build their jobs with `sieve_payloads` and read them back with `merge_survivors`, so
 the two steps cannot drift apart in what a "bidirectional survivor" is.
+
+With `data.skip_mode: variable` there is no fixed position for the newest draws (it depends on every skip
+before them), so the sieve tests one window: the oldest `window` train draws from each offset, each draw's
+skip searched with one of `data.strategies` (the operators' hybrid semantics, pipeline.prng.sieve.variable).
+A task then sieves one (offset, strategy); its "reverse" spec is the forward spec itself, so the job reports
+the forward matches twice. A seed keeps its first offset and, there, the first strategy with the most
+matches, as their kernels choose. The chance expectation is that of one variable window, summed over every
+offset and strategy (pipeline.prng.sieve.variable's honest per-draw 2*tolerance+1 chances).
 """
 
 from __future__ import annotations
@@ -14,9 +22,20 @@ from pipeline.prng.chance import pass_probability
 from pipeline.prng.data import DataSpec
 
 
-def window_specs(data: DataSpec, train: Sequence[int], window: int, threshold: float, offset: int) -> tuple[dict, dict]:
+def strategy_indices(data: DataSpec) -> range | list[None]:
+    """The tasks per (block, offset): one per strategy in variable mode, one in fixed mode."""
+    return range(len(data.strategies)) if data.variable else [None]
+
+
+def window_specs(
+    data: DataSpec, train: Sequence[int], window: int, threshold: float, offset: int, strategy: int | None = None
+) -> tuple[dict, dict]:
     """Forward window = the oldest `window` train draws; reverse = the newest, checked newest-first.
-    Two independent windows: a random seed must pass both, so chance survivors square away."""
+    Two independent windows: a random seed must pass both, so chance survivors square away.
+    Variable mode: the forward window under data.strategies[strategy], and the same spec again as "reverse"."""
+    if data.variable:
+        forward = variable_spec(data, train[:window], threshold, offset, strategy or 0)
+        return forward, dict(forward)
     common: dict[str, Any] = {
         "generator": data.generator,
         "modulus": data.modulus,
@@ -35,12 +54,40 @@ def window_specs(data: DataSpec, train: Sequence[int], window: int, threshold: f
     return forward, reverse
 
 
+def variable_spec(data: DataSpec, residues: Sequence[int], threshold: float, offset: int, strategy: int) -> dict:
+    """A variable-skip sieve spec for one strategy of data.strategies (its index in the task tag)."""
+    return {
+        "generator": data.generator,
+        "modulus": data.modulus,
+        "offset": offset,
+        "threshold": threshold,
+        "residues": list(residues),
+        "skip_mode": "variable",
+        "strategies": [list(data.strategies[strategy])],
+    }
+
+
 def offsets(data: DataSpec) -> range:
     return range(data.offset_range[0], data.offset_range[1] + 1)
 
 
+def variable_pass_probability(data: DataSpec, window: int, threshold: float) -> float:
+    """P(a random seed passes the window at one offset under some strategy): the sum over strategies of
+    pipeline.prng.sieve.variable's per-strategy chance (each draw 2*tolerance+1 chances, the give-up rule)."""
+    from pipeline.prng.chance import required_matches
+    from pipeline.prng.sieve.variable import rule_for, strategy_pass_probability
+
+    need = required_matches(window, threshold)
+    adaptive = rule_for(data.generator).adaptive
+    total = sum(strategy_pass_probability(window, need, data.modulus, m, t, adaptive) for m, t in data.strategies)
+    return min(1.0, total)
+
+
 def expected_bidirectional(data: DataSpec, seeds: int, window: int, threshold: float) -> float:
-    """Seeds expected to pass both windows by chance, over every offset and skip of the envelope."""
+    """Seeds expected to pass both windows by chance, over every offset and skip of the envelope.
+    Variable mode: seeds expected to pass its one window at some offset under some strategy."""
+    if data.variable:
+        return seeds * len(offsets(data)) * variable_pass_probability(data, window, threshold)
     n_skips = data.skip_range[1] - data.skip_range[0] + 1
     p = pass_probability(window, threshold, data.modulus, n_skips)
     return seeds * len(offsets(data)) * p * p
@@ -64,12 +111,19 @@ def prior_window(data: DataSpec, n_train: int) -> tuple[int, float]:
 def block_tasks(
     data: DataSpec, train: Sequence[int], window: int, threshold: float, start: int, end: int, tag: Any = None
 ) -> list[dict[str, Any]]:
-    """One task per offset for the seed block [start, end); each task's tag is [tag, offset]."""
+    """One task per offset for the seed block [start, end); each task's tag is [tag, offset]. Variable mode:
+    one per offset and strategy, tagged [tag, offset, strategy index]."""
     tasks = []
     for offset in offsets(data):
-        forward, reverse = window_specs(data, train, window, threshold, offset)
-        tasks.append({"forward": forward, "reverse": reverse, "start": start, "end": end, "tag": [tag, offset]})
+        for strategy in strategy_indices(data):
+            forward, reverse = window_specs(data, train, window, threshold, offset, strategy)
+            label = [tag, offset] if strategy is None else [tag, offset, strategy]
+            tasks.append({"forward": forward, "reverse": reverse, "start": start, "end": end, "tag": label})
     return tasks
+
+
+def tasks_per_block(data: DataSpec) -> int:
+    return len(offsets(data)) * len(strategy_indices(data))
 
 
 def sieve_payloads(tasks: Sequence[dict[str, Any]], tasks_per_job: int) -> list[dict[str, Any]]:
@@ -80,26 +134,55 @@ def sieve_payloads(tasks: Sequence[dict[str, Any]], tasks_per_job: int) -> list[
 
 def merge_survivors(results: Iterable[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     """Per block tag: {"forward": forward-survivor count, "survivors": {seed: row}}; a seed found at several
-    offsets or skips keeps its first row (offset order), as a later verification would."""
+    offsets or skips keeps its first row (offset order), as a later verification would. A variable-skip row
+    names its strategy instead of a skip ({"strategy": index, "skip_mode": "variable"}); at one offset the
+    first strategy with the most matches wins, as in the operators' kernels."""
     merged: dict[Any, dict[str, Any]] = {}
     for result in results:
         for task in result["tasks"]:
-            tag, offset = task["tag"]
+            tag, offset, *strategy = task["tag"]
             key = tuple(tag) if isinstance(tag, list) else tag
             entry = merged.setdefault(key, {"forward": 0, "survivors": {}})
             entry["forward"] += task["forward_count"]
             for seed, skip, fm, rm in task["survivors"]:
-                entry["survivors"].setdefault(
-                    seed,
-                    {"seed": seed, "skip": skip, "offset": offset, "forward_matches": fm, "reverse_matches": rm},
-                )
+                if not strategy:
+                    entry["survivors"].setdefault(
+                        seed,
+                        {"seed": seed, "skip": skip, "offset": offset, "forward_matches": fm, "reverse_matches": rm},
+                    )
+                    continue
+                row = {"seed": seed, "skip_mode": "variable", "strategy": strategy[0], "offset": offset,
+                       "forward_matches": fm, "reverse_matches": rm}  # fmt: skip
+                old = entry["survivors"].get(seed)
+                if old is None or (old["offset"], -old["forward_matches"], old["strategy"]) > (
+                    offset,
+                    -fm,
+                    strategy[0],
+                ):
+                    entry["survivors"][seed] = row
     return merged
+
+
+def with_skip_sequences(data: DataSpec, train: Sequence[int], window: int, rows: Iterable[dict[str, Any]]) -> None:
+    """Add each variable-skip row's strategy ([max_misses, tolerance]) and skip sequence over the window,
+    computed here on the coordinator (the reference scan, pipeline.prng.sieve.variable), not taken from a node."""
+    from pipeline.prng.sieve.spec import SieveSpec
+    from pipeline.prng.sieve.variable import reference_variable_score
+
+    for row in rows:
+        if row.get("skip_mode") != "variable":
+            continue
+        spec = SieveSpec.from_dict(variable_spec(data, train[:window], 1.0 / window, row["offset"], row["strategy"]))
+        hit = reference_variable_score(spec, int(row["seed"]))
+        row["strategy_params"] = list(data.strategies[row["strategy"]])
+        row["skip_sequence"] = hit[2] if hit is not None else []
 
 
 def window_batch_job(job: dict[str, Any]) -> dict[str, Any]:
     """Worker job "window_batch": forward sieves over seed blocks, each followed by the reverse check of
     its survivors, so one process start serves many trials (starts cost more than small sieves)."""
     from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
+    from pipeline.worker import report_progress
 
     out = []
     tested = 0
@@ -108,6 +191,7 @@ def window_batch_job(job: dict[str, Any]) -> dict[str, Any]:
         reverse = SieveSpec.from_dict(task["reverse"])
         fwd = sieve_range(forward, int(task["start"]), int(task["end"]))
         tested += fwd.seeds_tested
+        report_progress(tested)  # heartbeats carry it: progress moves within a chunk
         both: list[list[int]] = []
         if len(fwd):
             rev = verify_seeds(reverse, fwd.seeds)

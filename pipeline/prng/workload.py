@@ -43,7 +43,7 @@ class PrngWorkload(Workload):
     @classmethod
     def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
         spec = cls.parse_data(data, source)
-        history = load_history(spec.history, spec.modulus)
+        history = load_history(spec.history, spec.modulus, spec.session)  # a bad session fails here, at load
         train, holdout = split(history, spec.holdout_fraction)
         return cls(spec, history, train, holdout)
 

@@ -1,5 +1,8 @@
 """Step 2: the best window of step 1 over the whole configured seed range, every offset and skip of the
-envelope, forward then reverse, chunked across the cluster -> bidirectional_survivors.json."""
+envelope, forward then reverse, chunked across the cluster -> bidirectional_survivors.json. It sieves the
+session step 1 chose (data.session unless step 1 searched sessions). With data.skip_mode: variable it sieves the
+one variable-skip window at every offset under every strategy, and each survivor carries its strategy and the
+skip sequence its strategy finds over the window (recomputed on the coordinator)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,15 @@ from pydantic import Field
 
 from pipeline.outputs import read_output, write_output
 from pipeline.prng.chance import significant
-from pipeline.prng.windows import block_tasks, expected_bidirectional, merge_survivors, offsets, sieve_payloads
+from pipeline.prng.windows import (
+    block_tasks,
+    expected_bidirectional,
+    merge_survivors,
+    offsets,
+    sieve_payloads,
+    tasks_per_block,
+    with_skip_sequences,
+)
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import BIDIRECTIONAL, TRAIN_FILE, WINDOW_CONFIG, prng
 
@@ -29,13 +40,13 @@ class BidirectionalSieve(Step[SieveParams]):
 
     def run(self, ctx: StepContext[SieveParams]) -> StepResult:
         p = ctx.params
-        work = prng(ctx)
-        data = work.data
         hashes = ctx.input_hashes()
         config = read_output(ctx.output_dir / WINDOW_CONFIG, "window_config", hashes)
+        work = prng(ctx, config.get("session"))
+        data = work.data
         window, threshold = int(config["window_size"]), float(config["threshold"])
         lo, hi = data.seed_range
-        per_block = len(offsets(data))
+        per_block = tasks_per_block(data)
         tasks = [
             task
             for start in range(lo, hi, p.chunk_seeds)
@@ -45,7 +56,11 @@ class BidirectionalSieve(Step[SieveParams]):
         merged = merge_survivors(ctx.run_jobs(payloads, label="sieve")).get(None, {"forward": 0, "survivors": {}})
         expected = expected_bidirectional(data, hi - lo, window, threshold)
         rows = sorted(merged["survivors"].values(), key=lambda r: r["seed"])
+        with_skip_sequences(data, work.train, window, rows)
+        mode = {"skip_mode": "variable", "strategies": [list(s) for s in data.strategies]} if data.variable else {}
         data_out = {
+            **mode,
+            "session": work.history.session,
             "window_size": window,
             "threshold": threshold,
             "seed_range": [lo, hi],
@@ -58,7 +73,7 @@ class BidirectionalSieve(Step[SieveParams]):
             "survivors": len(rows),
             "forward_survivors": merged["forward"],
             "expected_chance_survivors": expected,
-            "seeds_tested": (hi - lo) * per_block,
+            "seeds_tested": (hi - lo) * len(offsets(data)),
             "chunks": len(payloads),
             "coverage": 1.0,
             "significant": significant(len(rows), expected),

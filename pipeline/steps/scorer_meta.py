@@ -1,7 +1,8 @@
 """Step 2.5: the scorer meta-optimizer. Optuna tunes how survivors are scored (skip tolerance, recency
 weighting, partial credit) on the train history, evaluated by "score" jobs on the nodes against their
 ramdisk copy of it. The objective is the best survivor's score above what chance gives any seed, less
-half the runner-up's: a scorer must separate, not flatter."""
+half the runner-up's: a scorer must separate, not flatter. Variable-skip survivors are scored with their
+strategy's skips (skip_tolerance then plays no part) against the chance a window of their tolerance gives."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from optuna.trial import Trial, TrialState
 from pydantic import Field
 
 from pipeline.outputs import read_output, write_output
-from pipeline.prng.scoring import SCORER_DEFAULTS, chance_baseline
+from pipeline.prng.scoring import SCORER_DEFAULTS, chance_baseline, variable_chance_baseline
 from pipeline.step import Step, StepContext, StepParams, StepResult
-from pipeline.steps.common import BIDIRECTIONAL, SCORER_CONFIG, TRAIN_FILE, prng, score_payloads
+from pipeline.steps.common import (
+    BIDIRECTIONAL,
+    SCORER_CONFIG,
+    TRAIN_FILE,
+    prng,
+    score_payloads,
+    score_rows,
+    study_key,
+)
 from pipeline.studies import (
     best_completed,
     fail_abandoned,
@@ -32,10 +41,13 @@ class ScorerParams(StepParams):
     trials: Annotated[int, Field(ge=1, le=1000)] = 12
 
 
-def separation(scores: Sequence[float], params: dict[str, Any], modulus: int) -> float:
+def separation(scores: Sequence[float], params: dict[str, Any], modulus: int, tolerance: int | None = None) -> float:
+    """tolerance: variable-skip scores, whose chance is that of the widest strategy window."""
     ranked = sorted(scores, reverse=True)
     runner_up = ranked[1] if len(ranked) > 1 else 0.0
-    return ranked[0] - chance_baseline(params, modulus) - 0.5 * runner_up
+    chance = chance_baseline(params, modulus) if tolerance is None else variable_chance_baseline(params, tolerance,
+                                                                                                  modulus)  # fmt: skip
+    return ranked[0] - chance - 0.5 * runner_up
 
 
 class ScorerMeta(Step[ScorerParams]):
@@ -49,17 +61,19 @@ class ScorerMeta(Step[ScorerParams]):
 
     def run(self, ctx: StepContext[ScorerParams]) -> StepResult:
         p = ctx.params
-        work = prng(ctx)
-        data = work.data
         hashes = ctx.input_hashes()
-        survivors = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)["survivors"]
+        sieve = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)
+        survivors = sieve["survivors"]
+        work = prng(ctx, sieve.get("session"))
+        data = work.data
+        tolerance = max(t for _m, t in data.strategies) if data.variable else None
         if not survivors:
             write_output(
                 ctx.output_dir / SCORER_CONFIG, "scorer_config", {"params": SCORER_DEFAULTS, "best_value": None}, hashes
             )
             return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
-        triples = [[s["seed"], s["skip"], s["offset"]] for s in survivors]
-        study = open_study(ctx.state_dir, study_name(2.5, work.study_key(), SPACE_VERSION))
+        triples = score_rows(work, survivors)
+        study = open_study(ctx.state_dir, study_name(2.5, study_key(work), SPACE_VERSION))
         abandoned = fail_abandoned(study)
         done = trials_of(study, ctx.run_id, ctx.attempt, (TrialState.COMPLETE,))
         todo = max(0, p.trials - len(done))
@@ -81,7 +95,7 @@ class ScorerMeta(Step[ScorerParams]):
             values: list[float | str | None] = []
             for j, (_, cfg) in enumerate(batch):
                 scores = [v for r in results for v in r["scores"][j]]
-                values.append(separation(scores, cfg, data.modulus))
+                values.append(separation(scores, cfg, data.modulus, tolerance))
             return values
 
         counts = run_trials(study, todo, max(1, todo), suggest, evaluate)

@@ -8,6 +8,12 @@ ratio, 0 for a trial that found nothing), so a loose window that lets random see
 A sample proves nothing by finding nothing: the coverage (fraction of the range this study has sieved
 in its current pass) is recorded with every trial and attempt, and when no significant survivor was
 found the window handed to step 2 is the one chosen before seeing the data (prng.windows.prior_window).
+
+Sessions: the history's draws are those of data.session. With `search_session: true` the session is searched
+as the operators' step 1 does: an Optuna categorical over "both" and every session the history uses, recorded
+with each trial (its param `session`); the best significant trial's session is what steps 2-3 then use
+(data.session when nothing significant was found). With data.skip_mode: variable every trial sieves its one
+variable-skip window under every strategy (prng.windows).
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from typing import Annotated, Any
 import optuna
 from loguru import logger
 from optuna.trial import FrozenTrial, Trial, TrialState
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from cluster.files import write_json_atomic
 from pipeline.outputs import write_output
 from pipeline.prng.chance import significant
-from pipeline.prng.data import History
+from pipeline.prng.data import History, split
 from pipeline.prng.sweep import Sweep, merge
 from pipeline.prng.windows import (
     block_tasks,
@@ -34,10 +40,19 @@ from pipeline.prng.windows import (
     offsets,
     prior_window,
     sieve_payloads,
+    tasks_per_block,
 )
 from pipeline.prng.workload import PrngWorkload
 from pipeline.step import Step, StepContext, StepParams, StepResult
-from pipeline.steps.common import HOLDOUT_FILE, TRAIN_FILE, TRIAL_SURVIVORS, WINDOW_CONFIG, prng
+from pipeline.steps.common import (
+    HOLDOUT_FILE,
+    TRAIN_FILE,
+    TRIAL_SURVIVORS,
+    WINDOW_CONFIG,
+    prng,
+    session_history,
+    study_key,
+)
 from pipeline.studies import (
     TrialCounts,
     best_completed,
@@ -61,6 +76,15 @@ class WindowParams(StepParams):
     window_max: Annotated[int, Field(ge=2, le=64)] = 12
     threshold_min: Annotated[float, Field(gt=0, le=1)] = 0.6
     threshold_max: Annotated[float, Field(gt=0, le=1)] = 1.0
+    search_session: bool = False  # an Optuna categorical over "both" and the history's sessions
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """search_session is left out while off, so the params an attempt records are what they were before it."""
+        out = handler(self)
+        if not self.search_session:
+            out.pop("search_session", None)
+        return out
 
     @model_validator(mode="after")
     def _ordered(self) -> WindowParams:
@@ -104,28 +128,41 @@ class WindowSweep:
         self.per_trial: list[dict[str, Any]] = []
         self.seeds_tested = 0
         self.expected = 0.0
+        # the train draws per searchable session: the configured one, or "both" and every session present
+        self.trains: dict[str, list[int]] = {work.history.session: work.train}
+        if self.p.search_session:
+            whole = session_history(work, "both")
+            for name in ("both", *whole.session_names()):
+                self.trains[name] = split(session_history(work, name), work.data.holdout_fraction)[0]
+        self.sessions = list(self.trains)
+
+    def train(self, cfg: Mapping[str, Any]) -> list[int]:
+        return self.trains[cfg.get("session", self.work.history.session)]
 
     def suggest(self, trial: Trial) -> dict[str, Any]:
         p = self.p
         window = trial.suggest_int("window_size", p.window_min, p.window_max)
         threshold = trial.suggest_float("threshold", p.threshold_min, p.threshold_max, step=0.05)
+        chosen = {"session": trial.suggest_categorical("session", self.sessions)} if self.p.search_session else {}
         sweep_pass, (start, end) = self.sweep.take(self.max_seeds)
         trial.set_user_attr("seed_block", [start, end])
         trial.set_user_attr("sweep_pass", sweep_pass)
         trial.set_user_attr("run_id", self.ctx.run_id)
         trial.set_user_attr("attempt", self.ctx.attempt)
-        return {"window_size": window, "threshold": round(threshold, 4), "start": start, "end": end}
+        if chosen:
+            trial.set_user_attr("session", chosen["session"])
+        return {"window_size": window, "threshold": round(threshold, 4), **chosen, "start": start, "end": end}
 
     def evaluate(self, batch: Sequence[tuple[Trial, dict[str, Any]]]) -> list[float | str | None]:
-        data, train = self.work.data, self.work.train
+        data = self.work.data
         tasks = [
             task
             for trial, cfg in batch
             for task in block_tasks(
-                data, train, cfg["window_size"], cfg["threshold"], cfg["start"], cfg["end"], tag=trial.number
+                data, self.train(cfg), cfg["window_size"], cfg["threshold"], cfg["start"], cfg["end"], tag=trial.number
             )
         ]
-        results = self.ctx.run_jobs(sieve_payloads(tasks, TRIALS_PER_JOB * len(offsets(data))), label="trials")
+        results = self.ctx.run_jobs(sieve_payloads(tasks, TRIALS_PER_JOB * tasks_per_block(data)), label="trials")
         merged = merge_survivors(results)
         return [self.record(trial, cfg, merged.get(trial.number)) for trial, cfg in batch]
 
@@ -150,6 +187,8 @@ class WindowSweep:
             start, end = trial.user_attrs["seed_block"]
             cfg = {"window_size": trial.params["window_size"], "threshold": round(trial.params["threshold"], 4),
                    "start": start, "end": end}  # fmt: skip
+            if "session" in trial.params:
+                cfg["session"] = trial.params["session"]
             self._account(trial.number, cfg, merged.get(trial.number) or {"forward": 0, "survivors": {}})
 
     def _account(self, number: int, cfg: dict[str, Any], got: dict[str, Any]) -> tuple[int, float]:
@@ -159,7 +198,9 @@ class WindowSweep:
         expected = expected_bidirectional(data, seeds, cfg["window_size"], cfg["threshold"])
         self.seeds_tested += seeds * len(offsets(data))
         self.expected += expected
-        survivors = [[r["seed"], r["skip"], r["offset"], r["forward_matches"], r["reverse_matches"]] for r in rows]
+        # [seed, skip (variable mode: strategy index), offset, forward matches, reverse matches]
+        survivors = [[r["seed"], r.get("skip", r.get("strategy")), r["offset"], r["forward_matches"],
+                      r["reverse_matches"]] for r in rows]  # fmt: skip
         self.per_trial.append(
             {"trial": number, **cfg, "forward": got["forward"], "survivors": survivors, "expected_chance": expected}
         )
@@ -183,11 +224,13 @@ def chosen_window(
     best: FrozenTrial | None, significant_found: bool, prior: tuple[int, float], p: WindowParams
 ) -> dict[str, Any]:
     """The window step 2 sieves the whole range with: the best trial's when step 1 found significant
-    survivors, else the window chosen before any data was seen."""
+    survivors, else the window chosen before any data was seen. A searched session comes with the window."""
     if significant_found and best is not None:
+        session = {"session": best.params["session"]} if "session" in best.params else {}
         return {
             "window_size": best.params["window_size"],
             "threshold": best.params["threshold"],
+            **session,
             "best_value": best.value,
             "best_trial": best.number,
             "window_source": f"best trial #{best.number}",
@@ -217,7 +260,10 @@ class WindowOptimizer(Step[WindowParams]):
         work = prng(ctx)
         out = ctx.output_dir
         write_split(out, work.history, len(work.train))
-        study = open_study(ctx.state_dir, study_name(1, work.study_key(), SPACE_VERSION))
+        key = study_key(work, "sessions") if p.search_session else study_key(work)
+        if p.search_session:  # the study belongs to the whole history, whatever data.session says
+            key = key.replace(work.history.fingerprint(), session_history(work, "both").fingerprint())
+        study = open_study(ctx.state_dir, study_name(1, key, SPACE_VERSION))
         abandoned = fail_abandoned(study)
         if abandoned:
             logger.warning("step 1: trials {} left running by a killed run: marked FAIL, blocks re-queued", abandoned)
@@ -252,6 +298,10 @@ class WindowOptimizer(Step[WindowParams]):
         significant_found = significant(len(trials.found), trials.expected)
         prior = prior_window(work.data, len(work.train))
         config = chosen_window(best_completed(study), significant_found, prior, p)
+        if config.get("session", work.history.session) != work.history.session:
+            work = prng(ctx, config["session"])  # steps 2-3 use the chosen session's draws and split
+            write_split(out, work.history, len(work.train))
+        config["session"] = work.history.session
         config = self._write_outputs(ctx, work, trials, config, study.study_name)
         metrics = self._metrics(trials, counts, config)
         metrics.update(
@@ -271,7 +321,9 @@ class WindowOptimizer(Step[WindowParams]):
     ) -> dict[str, Any]:
         data = work.data
         hashes = ctx.input_hashes()
+        mode = {"skip_mode": "variable", "strategies": [list(s) for s in data.strategies]} if data.variable else {}
         config.update(
+            **mode,
             generator=data.generator,
             modulus=data.modulus,
             offset_range=list(data.offset_range),
