@@ -14,6 +14,8 @@ per-seed scratch row, twisted and tempered in u32).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
@@ -22,7 +24,6 @@ from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import jump
 from pipeline.prng.generators.mt_plan import mt_program
 from pipeline.prng.kernels.common import fastmod_params
-from pipeline.prng.sieve.spec import SieveSpec
 
 BLOCK = 256
 TRITON_GENERATORS = ("java_lcg", "lcg32", "minstd", "xorshift32", "pcg32", "mt19937", "php_mt_rand")
@@ -162,7 +163,7 @@ def _u64_as_i64(values: list[int]) -> list[int]:
 class TritonFilter:
     """One spec's tables on a device; `candidates(lo, hi)` returns the int64 seeds that hit a filter draw."""
 
-    def __init__(self, spec: SieveSpec, device: str) -> None:
+    def __init__(self, spec: Any, device: str) -> None:  # a sieve.spec.SieveSpec (kernels sit below sieve/)
         if spec.generator not in TRITON_GENERATORS:
             raise ValueError(f"no Triton kernel for {spec.generator!r}; it has {', '.join(TRITON_GENERATORS)}")
         self.spec, self.device = spec, device
