@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import logging
 import os
 import select
@@ -24,7 +21,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import paramiko
 
@@ -40,12 +36,13 @@ from cluster.transport.base import (
     Command,
     CommandResult,
     Executor,
-    LineSplitter,
     Session,
     capped_stderr,
     capped_stdout,
     render_command,
 )
+from cluster.transport.ssh_keys import HostKeyPolicy, fingerprint, known_hosts_name
+from cluster.transport.ssh_session import SSHSession
 
 # paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -53,15 +50,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 SESSIONS_PER_CONNECTION = 8  # below sshd's default MaxSessions (10)
 TIMEOUT_EXIT = 124  # coreutils timeout's exit status when it had to stop the command
 KILL_GRACE_S = 2  # `timeout -k`: SIGKILL this long after SIGTERM
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def _known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 def remote_path(path: str) -> str:
@@ -87,27 +75,6 @@ def build_remote_command(
     return f"cd {remote_path(cwd or node.workdir)} && {exports}exec {limit}{inner}"
 
 
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown keys with an actionable message, or (opt-in) trust and record them."""
-
-    def __init__(self, node: NodeConfig, known_hosts: Path) -> None:
-        self.node = node
-        self.known_hosts = known_hosts
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        if self.node.trust_on_first_use:
-            client.get_host_keys().add(hostname, key.get_name(), key)
-            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
-            with self.known_hosts.open("a", encoding="utf-8") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-            return
-        raise HostKeyError(
-            self.node.name,
-            f"unknown host key {key.get_name()} {fingerprint(key)} for {hostname}; if that is the rig, trust it: "
-            f"ssh-keyscan -p {self.node.port} {self.node.host} >> {self.known_hosts}",
-        )
-
-
 class _Connection:
     """One authenticated paramiko transport and how many sessions run on it right now."""
 
@@ -122,68 +89,6 @@ class _Connection:
     def alive(self) -> bool:
         transport = self.transport
         return transport is not None and transport.is_active()
-
-
-class SSHSession(Session):
-    """One channel left open: stdin written as needed, stdout and stderr streamed back line by line by one
-    reader thread. The remote command runs under `timeout` like every other; closing the channel (or losing
-    the link) closes the remote process's stdin, which is how a slot worker learns to exit."""
-
-    def __init__(self, node: str, command: str, chan: paramiko.Channel, release: Any) -> None:
-        super().__init__(node, command)
-        self.chan = chan
-        self._release = release
-        self._write_lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True, name=f"{node}-session").start()
-
-    def _pump(self) -> None:
-        out, err = LineSplitter(self._push, "out"), LineSplitter(self._push, "err")
-        chan, code = self.chan, None
-        try:
-            while True:
-                busy = False
-                while chan.recv_ready():
-                    data = chan.recv(1 << 16)
-                    if not data:
-                        break
-                    out.feed(data)
-                    busy = True
-                while chan.recv_stderr_ready():
-                    err.feed(chan.recv_stderr(1 << 16))
-                    busy = True
-                if busy:
-                    continue
-                if chan.exit_status_ready() and chan.eof_received:
-                    code = chan.recv_exit_status()
-                    break
-                if chan.closed or chan.get_transport() is None or not chan.get_transport().is_active():
-                    code = chan.recv_exit_status() if chan.exit_status_ready() else None
-                    break
-                select.select([chan], [], [], 0.01 if chan.eof_received else 0.5)
-        except (paramiko.SSHException, EOFError, OSError):
-            code = None
-        finally:
-            out.close()
-            err.close()
-            with contextlib.suppress(Exception):
-                chan.close()
-            self._release()
-        self._finish(-1 if code == -1 else code)
-
-    def write(self, data: bytes) -> None:
-        try:
-            with self._write_lock:
-                self.chan.sendall(data)
-        except (paramiko.SSHException, EOFError, OSError) as err:
-            raise TransportError(self.node, f"cannot write to the remote process: {err}", cause=err) from None
-
-    def close_stdin(self) -> None:
-        with self._write_lock, contextlib.suppress(paramiko.SSHException, EOFError, OSError):
-            self.chan.shutdown_write()
-
-    def kill(self) -> None:
-        with contextlib.suppress(Exception):
-            self.chan.close()
 
 
 class SSHExecutor(Executor):
@@ -232,7 +137,7 @@ class SSHExecutor(Executor):
             except (OSError, paramiko.SSHException) as err:
                 sock.close()
                 raise HostKeyError(node.name, f"cannot read {self.known_hosts}: {err}", cause=err) from None
-        client.set_missing_host_key_policy(_HostKeyPolicy(node, self.known_hosts))
+        client.set_missing_host_key_policy(HostKeyPolicy(node, self.known_hosts))
         remaining = max(deadline - time.monotonic(), 0.05)
         try:
             client.connect(
@@ -258,7 +163,7 @@ class SSHExecutor(Executor):
                 node.name,
                 f"host key CHANGED: got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
                 f"{fingerprint(err.expected_key)}; if the rig was reinstalled, remove the old entry: "
-                f"ssh-keygen -R '{_known_hosts_name(node.host, node.port)}' -f {self.known_hosts}",
+                f"ssh-keygen -R '{known_hosts_name(node.host, node.port)}' -f {self.known_hosts}",
                 cause=err,
             ) from None
         except paramiko.AuthenticationException as err:
