@@ -272,6 +272,7 @@ class Supervisor:
                     halt_check=self.halted,
                     progress=request.progress,
                     ledger=self.store,
+                    workload=self.workload,
                 )
             except ConfigError as err:
                 self.store.finish_step(run_id, entry.number, stored_attempt, "failed", {}, str(err))

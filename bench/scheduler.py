@@ -1,7 +1,7 @@
 """Scheduler efficiency: N chunks of equal fixed work over S slots, makespan against the ideal (not a test).
 
     python bench/scheduler.py [--json] [--quick] [--chunks 1000] [--work 0.05] [--mode auto|rigs|local]
-                              [--slot-mode both|workers|per_chunk] [--stale]
+                              [--slot-mode both|workers|per_chunk] [--calls 1] [--no-pool] [--stale]
 
 Each chunk is one real worker process started through the real executor, with results written to a real
 run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluster/sched_worker.py under
@@ -12,8 +12,12 @@ run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluste
   scheduler_gap_ms      per chunk, slot time outside any worker command: the scheduler's own share
   coordinator_cpu_ms    per chunk, CPU the coordinator process spent (threads, store, spawning)
   median_dispatch_ms    median over chunks of (attempt duration - work): one chunk's own dispatch cost
+  worker_processes      distinct processes that answered (workers mode: how many worker starts were paid)
 slot_mode: "workers" (long-lived slot workers, the default; python worker only: the sh one-liner does not
 speak the serve protocol) and "per_chunk" (a process per chunk), side by side with --slot-mode both.
+--calls N: the chunks in N equal run_chunks calls, one after the other, as a step runs its Optuna batches;
+the makespan is the wall time of all of them. In workers mode the calls share one WorkerPool (workers started
+once), unless --no-pool (every call starts and stops its own workers, as before the pool).
 --stale: time from SIGSTOPping one slot worker to the stale failure (heartbeat_timeout_s 2 s).
 mode rigs uses the fake-rig harness (2 sshd rigs x 12 GPUs) when tests/integration/fakerig.py exists;
 mode local runs 2 local "nodes" x 12 slots through LocalExecutor.
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from loguru import logger  # noqa: E402
 
-from cluster.scheduler import run_chunks  # noqa: E402
+from cluster.scheduler import WorkerPool, run_chunks  # noqa: E402
 from cluster.scheduler.types import ChunkSpec  # noqa: E402
 from pipeline.store import RunStore  # noqa: E402
 
@@ -90,7 +94,14 @@ def _cpu_nodes(config: Any) -> Any:
 
 
 def measure(
-    n_chunks: int, work: float, per_node: int, mode: str, worker: str, slot_mode: str = "per_chunk"
+    n_chunks: int,
+    work: float,
+    per_node: int,
+    mode: str,
+    worker: str,
+    slot_mode: str = "per_chunk",
+    calls: int = 1,
+    use_pool: bool = True,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmpdir, ExitStack() as stack:
         tmp = Path(tmpdir)
@@ -113,16 +124,22 @@ def measure(
         store = stack.enter_context(RunStore(tmp / "bench.db"))
         run = store.create_run(1)
         chunks = [ChunkSpec.of({"value": i, "sleep": work}) for i in range(n_chunks)]
+        rounds = [chunks[i * n_chunks // calls : (i + 1) * n_chunks // calls] for i in range(calls)]
+        pool = stack.enter_context(WorkerPool()) if use_pool and slot_mode == "workers" and calls > 1 else None
         self_before = resource.getrusage(resource.RUSAGE_SELF)
-        report = run_chunks(
-            config, chunks, sink=store.chunk_sink(run, 1), executors=executors, worker_argv=argv,
-            probe=None, cleanup=None, progress=False, label="bench", slot_mode=slot_mode,
-        )  # fmt: skip
+        results: dict[str, dict[str, Any]] = {}
+        makespan = 0.0
+        for part in rounds:
+            report = run_chunks(
+                config, part, sink=store.chunk_sink(run, 1), executors=executors, worker_argv=argv,
+                probe=None, cleanup=None, progress=False, label="bench", slot_mode=slot_mode, pool=pool,
+            )  # fmt: skip
+            assert len(report.results) == len(part) and not report.failures
+            results.update(report.results)
+            makespan += report.seconds
         self_after = resource.getrusage(resource.RUSAGE_SELF)
-        assert len(report.results) == n_chunks and not report.failures
         coordinator_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
         slots = len(report.slots_used)
-        makespan = report.seconds
         ideal = n_chunks * work / slots
         durations = [row["duration"] or 0.0 for row in store.chunk_rows(run, 1)]
         in_commands = sum(durations)
@@ -131,6 +148,8 @@ def measure(
             "where": where,
             "worker": worker,
             "slot_mode": slot_mode,
+            "calls": calls,
+            "pool": pool is not None,
             "chunks": n_chunks,
             "slots": slots,
             "work_s": work,
@@ -143,6 +162,7 @@ def measure(
             "scheduler_gap_ms": round((makespan * slots - in_commands) / n_chunks * 1000, 2),
             "coordinator_cpu_ms": round(coordinator_cpu / n_chunks * 1000, 2),
             "median_dispatch_ms": round((statistics.median(durations) - work) * 1000, 2),
+            "worker_processes": len({r.get("pid") for r in results.values()}) if worker == "python" else None,
         }
 
 
@@ -207,6 +227,8 @@ def main() -> int:
     parser.add_argument("--mode", choices=("auto", "rigs", "local"), default="auto")
     parser.add_argument("--worker", choices=("python", "sh", "both"), default="both")
     parser.add_argument("--slot-mode", choices=("workers", "per_chunk", "both"), default="both")
+    parser.add_argument("--calls", type=int, default=1, help="run the chunks as this many run_chunks calls")
+    parser.add_argument("--no-pool", action="store_true", help="with --calls: no WorkerPool between the calls")
     parser.add_argument("--stale", action="store_true", help="also measure the time to notice a stopped worker")
     args = parser.parse_args()
     logger.remove()
@@ -218,7 +240,8 @@ def main() -> int:
             if worker == "sh" and slot_mode == "workers":
                 continue  # a shell one-liner cannot serve chunk after chunk
             started = time.monotonic()
-            row = measure(n_chunks, args.work, args.per_node, args.mode, worker, slot_mode)
+            pool = not args.no_pool
+            row = measure(n_chunks, args.work, args.per_node, args.mode, worker, slot_mode, args.calls, pool)
             row["bench_wall_s"] = round(time.monotonic() - started, 1)
             show(row, args.json)
     if args.stale:
@@ -231,8 +254,9 @@ def show(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(row), flush=True)
     else:
+        calls = f", {row['calls']} calls{' in one pool' if row['pool'] else ''}" if row["calls"] > 1 else ""
         print(
-            f"{row['chunks']} chunks x {row['work_s']} s, {row['worker']} worker ({row['slot_mode']}), "
+            f"{row['chunks']} chunks x {row['work_s']} s, {row['worker']} worker ({row['slot_mode']}{calls}), "
             f"over {row['slots']} slots"
         )
         print(f"  ({row['where']}, {row['cpus']} CPUs)")
@@ -240,6 +264,9 @@ def show(row: dict[str, Any], as_json: bool) -> None:
         print(f"  dispatch_overhead_ms  {row['dispatch_overhead_ms']:.2f}  per chunk (worker start, transport, store)")
         print(f"  scheduler_gap_ms      {row['scheduler_gap_ms']:.2f}  per chunk outside worker commands")
         print(f"  coordinator_cpu_ms    {row['coordinator_cpu_ms']:.2f}  per chunk of coordinator CPU (all threads)")
+        print(f"  median_dispatch_ms    {row['median_dispatch_ms']:.2f}  per chunk, its own attempt minus the work")
+        if row["worker_processes"] is not None:
+            print(f"  worker_processes      {row['worker_processes']}  distinct processes that answered")
 
 
 if __name__ == "__main__":

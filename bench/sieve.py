@@ -7,7 +7,9 @@ Ceiling rows: where a C compiler is found, bench/ceiling/lcg_ceiling.c is built 
 into the repository) and run on the same seed count, first draw and target as the lcg32 / java_lcg fast rows,
 interleaved with them run by run; `ratio_vs_ceiling` is the median of the per-pair ratios (the shared cores' load
 moves both sides of a pair together). --php-mt-seed PATH runs that binary (never built here) on the planted php_mt_rand
-seed's first 8 outputs and prints its rate and our mt19937 fast row's ratio to it, from the same run.
+seed's first 8 outputs and prints its rate and our mt19937 fast row's ratio to it (and the mt19937 fallback row's,
+when that row ran), from the same run: each of our rows runs again after php_mt_seed and is paired by its median time
+over both runs, bracketing php_mt_seed's minute or more in time.
 --device cuda checks every row's survivors against the reference (a small loose window per family and path, and
 every survivor of the timed row re-scored by the reference) and prints seeds/s per family and path.
 
@@ -136,7 +138,7 @@ def verify_row(generator: str, path: str, device: str, spec: SieveSpec, result) 
     return again == result.survivors()
 
 
-def run_php_mt_seed(exe: str, seeds_per_s_ours: float) -> dict:
+def run_php_mt_seed(exe: str) -> dict:
     """php_mt_seed on the planted seed's first 8 php_mt_rand outputs (exact values: `v v 0 2147483647` each)."""
     planted = 123456789
     outs = generate("php_mt_rand", planted, WINDOW)
@@ -154,10 +156,18 @@ def run_php_mt_seed(exe: str, seeds_per_s_ours: float) -> dict:
         "seconds": round(seconds, 3),
         "seeds_per_s": round(rate),
         "planted_found": planted in found,
-        "mt19937_fast_seeds_per_s": round(seeds_per_s_ours),
-        "ratio_mt19937_fast_vs_php_mt_seed": round(seeds_per_s_ours / rate, 3),
         "last_line": text.strip().splitlines()[-1][-200:] if text.strip() else "",
     }
+
+
+def with_ratios(res: dict, rates: dict[str, float]) -> dict:
+    """run_php_mt_seed's answer plus our mt19937 rows' rates (per path: fast, and fallback when that row ran) and
+    their ratios to php_mt_seed's rate."""
+    out = dict(res)
+    for path, rate in rates.items():
+        out[f"mt19937_{path}_seeds_per_s"] = round(rate)
+        out[f"ratio_mt19937_{path}_vs_php_mt_seed"] = round(rate / res["seeds_per_s"], 3)
+    return out
 
 
 def variable_spec(generator: str, seed: int) -> SieveSpec:
@@ -233,14 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = None if args.no_ceiling or args.device != "cpu" else build_ceiling()
     if not args.no_ceiling and args.device == "cpu" and ceiling is None:
         print("ceiling: no C compiler (or the build failed): no ceiling rows", file=sys.stderr)
-    mt_fast = 0.0
+    mt_rows: dict[str, dict] = {}  # the mt19937 skips=1 rows, for the php_mt_seed pairing
     ok = True
     for g, path, skips, n in rows(args.quick, generators, args.paths.split(",")):
         n = args.size // skips if args.size else n
         row = run_row(g, path, skips, n, args.repeat, args.device, ceiling)
         ok &= row["planted_found"] and row.get("verified", True)
-        if g == "mt19937" and path == "fast" and skips == 1:
-            mt_fast = row["seeds_per_s_median"]
+        if g == "mt19937" and skips == 1 and path in ("fast", "fallback"):
+            mt_rows[path] = row
         if args.json:
             print(json.dumps(row), flush=True)
         else:
@@ -257,9 +267,16 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.php_mt_seed:
-        if not mt_fast:
-            mt_fast = run_row("mt19937", "fast", 1, SIZES["mt"][pick], args.repeat, args.device)["seeds_per_s_median"]
-        res = run_php_mt_seed(args.php_mt_seed, mt_fast)
+        if "fast" not in mt_rows:
+            mt_rows["fast"] = run_row("mt19937", "fast", 1, SIZES["mt"][pick], args.repeat, args.device)
+        res = run_php_mt_seed(args.php_mt_seed)
+        # php_mt_seed runs for a minute or more while other tenants' load comes and goes: our rows run again after
+        # it, and each is paired by its median time over both sides of php_mt_seed's run
+        rates = {}
+        for path, before in mt_rows.items():
+            after = run_row("mt19937", path, 1, before["seeds"], args.repeat, args.device)
+            rates[path] = before["seeds"] / ((before["seconds_median"] + after["seconds_median"]) / 2)
+        res = with_ratios(res, rates)
         print(json.dumps(res) if args.json else " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     for g in filter(None, args.variable.split(",")):
         for path in args.paths.split(","):

@@ -13,8 +13,6 @@ from pathlib import Path
 
 from cluster.config import ClusterConfig
 from cluster.errors import StepError
-from cluster.gpu import cleanup as gpu_cleanup
-from cluster.gpu import probe as gpu_probe
 from cluster.gpu.ledger import HealthLedger
 from cluster.transport.base import Executor
 from pipeline.outputs import check_complete
@@ -106,9 +104,6 @@ def open_gate(
     """Preload, preflight and record; the caller starts the step only when the result is ok (which includes
     going on without unreachable nodes, listed in `without`)."""
     notes: list[str] = []
-    # whoever reads kernel lines or runs a cleanup in this process records it in this run store
-    gpu_probe.use_cursor_store(store)
-    gpu_cleanup.use_result_store(store)
     if entry.number >= 2 and ramdisk_sources(entry, state_dir):
         try:
             preload_ramdisk(entry, state_dir, config, executors)

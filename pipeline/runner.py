@@ -23,6 +23,7 @@ from pipeline.outputs import check_complete
 from pipeline.spec import PipelineSpec, StepEntry, load_workload, step_class
 from pipeline.step import Step, StepContext
 from pipeline.store import RunStore
+from pipeline.workload import Workload
 
 
 @dataclass
@@ -73,16 +74,21 @@ def run_step(
     halt_check: Callable[[], bool] | None = None,
     progress: bool | None = None,
     ledger: HealthLedger | None = None,
+    workload: Workload | None = None,
 ) -> StepOutcome:
     """Run one step with these params; the gate (pipeline/gate.py) has already checked its inputs.
-    Failures of the work are returned in the outcome (the agent may retry them); a ConfigError is raised."""
+    Failures of the work are returned in the outcome (the agent may retry them); a ConfigError is raised.
+
+    `workload`: the data the run validated its plan on. Passing it keeps every step and attempt of one run on the
+    same loaded data (a history edited mid-run cannot change what later steps see) and spares a re-read and
+    re-hash per attempt; None loads it from the spec (single-step callers)."""
     cls = step_for(entry)
     outcome = StepOutcome(entry.number, cls.name, dict(params))
     started = time.monotonic()
     try:
         parsed = cls.parse_params(dict(params), f"pipeline.yaml: step {entry.number:g}: params")
         outcome.params = parsed.model_dump()
-        workload = load_workload(spec)
+        workload = workload if workload is not None else load_workload(spec)
         ctx: StepContext[Any] = StepContext(
             run_id=run_id,
             number=entry.number,

@@ -6,12 +6,19 @@ copies for nodes, such as a history split), the files nodes need on their ramdis
 of its tunable parameters (unknown parameters are an error, so nothing an operator or advisor sets is
 ever silently dropped). `Step[P]` is generic over that model, so `ctx.params` has the step's own type.
 The context and the contract live in one module: each names the other.
+
+A step's `run` runs inside `ctx.slot_workers()` (Step wraps every subclass's `run`): a step that runs jobs in
+rounds (one `run_jobs` per Optuna batch) keeps its slot workers up from one round to the next instead of
+paying their start (interpreter, imports, GPU context) every round, and they are all stopped, and the
+nodes' GPUs cleaned, when the step ends, however it ends.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -23,7 +30,7 @@ from pydantic.fields import FieldInfo
 from cluster.config import ClusterConfig, NodeConfig, format_validation_error
 from cluster.errors import ConfigError, StepError
 from cluster.gpu.ledger import HealthLedger
-from cluster.scheduler import ChunkSpec, run_chunks
+from cluster.scheduler import ChunkSpec, WorkerPool, run_chunks
 from cluster.transport.base import Executor
 from pipeline.spec import PipelineSpec
 from pipeline.store import RunStore
@@ -96,6 +103,22 @@ class StepContext(Generic[P]):
     progress: bool | None = None
     ledger: HealthLedger | None = None
     jobs_run: int = field(default=0, init=False)
+    _pool: WorkerPool | None = field(default=None, init=False, repr=False, compare=False)
+
+    @contextmanager
+    def slot_workers(self) -> Iterator[None]:
+        """Keep slot workers up across the `run_jobs` calls made inside: the first call starts them, later
+        ones reuse those still up; on leaving (normally, on an error, on Ctrl-C) every one is stopped and the
+        GPU cleanup the calls owe runs (not after Ctrl-C). Re-entrant: an inner use joins the outer one."""
+        if self._pool is not None:
+            yield
+            return
+        with WorkerPool() as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
 
     @property
     def output_dir(self) -> Path:
@@ -138,6 +161,7 @@ class StepContext(Generic[P]):
             fetch_keys=work.fetch_keys,
             progress_key=work.progress_key,
             progress_unit=work.progress_unit,
+            pool=self._pool,
         )
         self.jobs_run += report.executed
         missing = [c.chunk_id for c in chunks if c.chunk_id not in report.results]
@@ -159,6 +183,23 @@ class Step(ABC, Generic[P]):
     # "sampled": the step looks at part of the search space, so finding nothing is no evidence;
     # "exhaustive": it covers all of it, so finding nothing is the answer; None: no search at all.
     search: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap the subclass's own `run` in `ctx.slot_workers()`, so the workers' lifetime is the step's
+        without each step (or its caller) having to remember it; an inner wrapped `run` (super().run) joins
+        the outer one's pool."""
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is None or getattr(run, "__isabstractmethod__", False) or getattr(run, "_slot_workers", False):
+            return
+
+        @functools.wraps(run)
+        def run_keeping_workers(self: Step[Any], ctx: StepContext[Any]) -> StepResult:
+            with ctx.slot_workers():
+                return run(self, ctx)  # type: ignore[no-any-return]
+
+        run_keeping_workers._slot_workers = True  # type: ignore[attr-defined]
+        cls.run = run_keeping_workers  # type: ignore[method-assign]
 
     @classmethod
     def tunables(cls) -> dict[str, Tunable]:

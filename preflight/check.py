@@ -56,8 +56,10 @@ def run_preflight(
     deadline: float | None = None,
     input_check: Callable[[Path], None] | None = None,
 ) -> PreflightReport:
-    """input_check: how the caller's layer validates a required input (raises StepError); preflight sits
-    below the pipeline and only checks that the file exists when none is given."""
+    """ledger: the health ledger (quarantine, kernel cursors, the last probe of each node), read and
+    written by this check; None: nothing is kept and nothing reused. input_check: how the caller's layer
+    validates a required input (raises StepError); preflight sits below the pipeline and only checks that the
+    file exists when none is given."""
     started = time.monotonic()
     nodes = [config.node(node)] if node else list(config.nodes)
     report = PreflightReport(step=step)
@@ -72,16 +74,8 @@ def run_preflight(
     watch: dict[str, dict[int, str | None]] = {}
     for w in config.watchlist:
         watch.setdefault(w.node, {})[w.gpu] = w.pci
-    cursors = ledger if ledger is not None and hasattr(ledger, "kernel_cursor") else None
     try:
-        values, errors = gather_all(
-            executors,
-            by_name,
-            config,
-            expected,
-            deadline or config.timeouts.preflight,
-            cursors,  # type: ignore[arg-type]
-        )
+        values, errors = gather_all(executors, by_name, config, expected, deadline or config.timeouts.preflight, ledger)
     finally:
         for ex in executors.values():
             ex.close()

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig
-from cluster.gpu.probe import CursorStore, NodeProbe, probe_node_full
+from cluster.gpu.ledger import HealthLedger
+from cluster.gpu.probe import NodeProbe, probe_node_full
 from cluster.transport.base import Executor
 from cluster.transport.fanout import fan_out_call
 
@@ -46,10 +47,11 @@ print(json.dumps(out))
 
 def gather_node(
     ex: Executor, node: NodeConfig, config: ClusterConfig, ramdisk: Mapping[str, str],
-    cursors: CursorStore | None = None,
+    ledger: HealthLedger | None = None,
 ) -> NodeFacts:  # fmt: skip
+    """ledger: where the GPU probe reads and moves the node's kernel cursor and keeps its reading."""
     ex.connect()
-    gpus = probe_node_full(ex, node, config.health, cursors)
+    gpus = probe_node_full(ex, node, config.health, ledger)
     python = node.interpreter()
     want_torch = node.gpu_kind if config.health.check_torch_devices else "cpu"  # importing torch costs ~2 s
     res = ex.run([python, "-c", FACTS_SCRIPT, want_torch], timeout=config.timeouts.command)
@@ -76,9 +78,9 @@ def gather_all(
     config: ClusterConfig,
     ramdisk: Mapping[str, str],
     deadline: float,
-    cursors: CursorStore | None = None,
+    ledger: HealthLedger | None = None,
 ) -> tuple[dict[str, NodeFacts], dict[str, BaseException]]:
     """(facts per node that answered, error per node that did not), all nodes in parallel."""
     return fan_out_call(
-        executors, lambda ex: gather_node(ex, nodes[ex.name], config, ramdisk, cursors), deadline=deadline
+        executors, lambda ex: gather_node(ex, nodes[ex.name], config, ramdisk, ledger), deadline=deadline
     )

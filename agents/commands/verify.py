@@ -11,7 +11,8 @@ import math
 
 from cluster.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from pipeline.prng.data import RANGE_CAPS, DataSpec, History
-from pipeline.prng.generators import GENERATORS
+from pipeline.prng.generators.reference import ALL_GENERATORS
+from pipeline.prng.mappings import MAPPING_NAMES, mapping_error
 from pipeline.spec import default_pipeline_path, load_pipeline, load_workload
 
 SHOWN_SKIPS = 24  # of a variable-skip sequence, the first this many are printed
@@ -32,17 +33,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--skip", type=int, default=None, help="fixed mode: outputs before each draw (default: data.skip_range)"
     )
+    p.add_argument("--mapping", default=None, choices=MAPPING_NAMES,
+                   help="the library call that made the draws (default: data.mapping)")  # fmt: skip
     p.add_argument("--pipeline", default=None, help="pipeline.yaml (default: ./pipeline.yaml)")
     p.set_defaults(handler=run)
 
 
-def _checked(args: argparse.Namespace, data: DataSpec) -> tuple[str, list[int], list[int]]:
-    """(skip mode, offsets, skips) to try; ConfigError naming the option for a bad value."""
-    if args.generator not in GENERATORS:
-        raise ConfigError(f"--generator: unknown generator {args.generator!r}; use one of {', '.join(GENERATORS)}")
+def _checked(args: argparse.Namespace, data: DataSpec) -> tuple[str, str, list[int], list[int]]:
+    """(skip mode, mapping, offsets, skips) to try; ConfigError naming the option for a bad value."""
+    if args.generator not in ALL_GENERATORS:
+        raise ConfigError(f"--generator: unknown generator {args.generator!r}; use one of {', '.join(ALL_GENERATORS)}")
     if not 0 <= args.seed < 1 << 32:
         raise ConfigError(f"--seed: {args.seed} is not a 32-bit seed; use 0 <= seed < 2**32")
     mode = args.skip_mode or data.skip_mode
+    mapping = args.mapping or data.mapping
+    problem = mapping_error(mapping, args.generator, data.modulus, mode)
+    if problem:
+        raise ConfigError(f"--mapping/--generator: {problem}")
     high = RANGE_CAPS["offset_range"][1]
     if args.offset is not None and not 0 <= args.offset <= high:
         raise ConfigError(f"--offset: {args.offset} must be between 0 and {high}")
@@ -53,7 +60,7 @@ def _checked(args: argparse.Namespace, data: DataSpec) -> tuple[str, list[int], 
         raise ConfigError(f"--skip: {args.skip} must be between 0 and {high}")
     offsets = [args.offset] if args.offset is not None else list(range(data.offset_range[0], data.offset_range[1] + 1))
     skips = [args.skip] if args.skip is not None else list(range(data.skip_range[0], data.skip_range[1] + 1))
-    return mode, offsets, skips
+    return mode, mapping, offsets, skips
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,14 +75,15 @@ def run(args: argparse.Namespace) -> int:
             f"workload: watcher verify needs the PRNG workload; pipeline.yaml names {type(work).__name__}"
         )
     data = work.data
-    mode, offsets, skips = _checked(args, data)
+    mode, mapping, offsets, skips = _checked(args, data)
     history = _session(work.history, data)
     train, _holdout = split(history, data.holdout_fraction)
     strategies = [list(s) for s in data.strategies] if mode == "variable" else []
     got = verify_seed(args.generator, args.seed, history.draws, len(train), data.modulus, offsets=offsets,
-                      skips=skips, strategies=strategies)  # fmt: skip
+                      skips=skips, strategies=strategies, mapping=mapping)  # fmt: skip
+    called = "" if mapping == "mod" else f", draws made by {mapping}"
     print(f"{args.generator} seed {args.seed} against {history.source} ({got['draws']} draws, session "
-          f"{history.session}, modulus {data.modulus}), {mode} skips")  # fmt: skip
+          f"{history.session}, modulus {data.modulus}{called}), {mode} skips")  # fmt: skip
     if mode == "variable":
         misses, tolerance = got["strategy_params"]
         shown = got["skip_sequence"][:SHOWN_SKIPS]

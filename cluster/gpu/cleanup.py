@@ -2,35 +2,30 @@
 
 The coordinator tells the script which GPUs to expect (the node's `gpu_count` and the PCI addresses the
 config gives), so a GPU that vanished is caught. Every result (exit code, findings, kernel lines, stderr)
-is stored in the ledger; findings are logged at WARNING, and a missing or failing script is an ERROR
-naming the node. Excluded GPUs are never reported as faulted (they get no work; re-quarantining them
+is stored in the health ledger the caller hands over (`cleanup_node(..., ledger=)`, or bound once with
+`batch_cleanup` for the scheduler); findings are logged at WARNING, and a missing or failing script is an
+ERROR naming the node. Excluded GPUs are never reported as faulted (they get no work; re-quarantining them
 would only add noise).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
 from cluster.config import NodeConfig
 from cluster.gpu.health import GpuHealth, HealthStatus
-from cluster.gpu.ledger import CleanupResult
+from cluster.gpu.ledger import CleanupResult, HealthLedger
 from cluster.transport.base import Executor
 
 FAULT_LINE = re.compile(r"^(FAULTED|MISSING) gpu=(\d+) reason=(.*)$", re.MULTILINE)
 FINDING = re.compile(r"^(?:FAULTED|MISSING|ORPHANED_VRAM|CLOCKS) .*$", re.MULTILINE)
 KERNEL = re.compile(r"^KERNEL (.*)$", re.MULTILINE)
 NOT_FOUND_EXITS = {126, 127}
-
-_store: list[Any] = [None]
-
-
-def use_result_store(store: Any) -> None:
-    """Where cleanup results are recorded (the run store: `record_cleanup(CleanupResult)`), or None."""
-    _store[0] = store
+DEFAULT_SCRIPT = "scripts/cleanup_gpus.sh"
 
 
 def parse_cleanup_report(node: str, stdout: str) -> list[GpuHealth]:
@@ -58,18 +53,20 @@ def read_result(node: str, exit_code: int | None, stdout: str, stderr: str) -> C
     return CleanupResult(node, exit_code, tuple(findings), tuple(kernel), stderr[-2000:])
 
 
-def cleanup_node(executor: Executor, script: str = "scripts/cleanup_gpus.sh") -> list[GpuHealth]:
+def cleanup_node(
+    executor: Executor, script: str = DEFAULT_SCRIPT, ledger: HealthLedger | None = None
+) -> list[GpuHealth]:
     """Faulted GPUs the cleanup found (empty when all answered). The script path is relative to the
-    node's workdir, where watcher is installed. A script that is missing or fails raises, naming the node."""
+    node's workdir, where watcher is installed; the result is recorded in `ledger` (None: logged only).
+    A script that is missing or fails raises, naming the node (after its result is recorded)."""
     node = executor.node
     if node.gpu_kind != "rocm":
         return []
     path = script if Path(script).is_absolute() else f"{node.workdir.rstrip('/')}/{script}"
     res = executor.run(["bash", path, *expectation_args(node)], timeout=120)
     result = read_result(executor.name, res.exit_code, res.stdout, res.stderr)
-    store = _store[0]
-    if store is not None:
-        store.record_cleanup(result)
+    if ledger is not None:
+        ledger.record_cleanup(result)
     for finding in result.findings:
         if finding.startswith("ERROR "):
             logger.error(f"GPU cleanup on {executor.name}: {finding[6:]}")
@@ -82,3 +79,13 @@ def cleanup_node(executor: Executor, script: str = "scripts/cleanup_gpus.sh") ->
         raise RuntimeError(f"cleanup on node {executor.name} ({path}): {errors[0][6:]}")
     excluded = node.excluded_indices
     return [g for g in parse_cleanup_report(executor.name, res.stdout) if g.index not in excluded]
+
+
+def batch_cleanup(ledger: HealthLedger | None, script: str = DEFAULT_SCRIPT) -> Callable[[Executor], list[GpuHealth]]:
+    """`cleanup_node` bound to a ledger and the config's `scheduler.cleanup_script`: the `cleanup` a caller
+    of `cluster.scheduler.run_chunks` passes so that every batch cleanup's result is stored."""
+
+    def cleanup(executor: Executor) -> list[GpuHealth]:
+        return cleanup_node(executor, script, ledger)
+
+    return cleanup

@@ -1,7 +1,11 @@
 """The GPU health ledger's contract and rules: which GPUs are quarantined, and when a check changes that.
 
 The ledger itself is kept in the run store (pipeline/store/ledger.py implements `HealthLedger`); this
-module holds what every user of it shares, so preflight and the scheduler apply one set of rules:
+module holds what every user of it shares, so preflight and the scheduler apply one set of rules. The
+ledger is also where the GPU layer keeps what must outlive one reader: each node's kernel-log cursor (and
+the lines read), every cleanup's result and each node's last probe. It is handed to whoever reads or
+writes those (`probe_node_full`, `probe_gpu`, `cleanup_node`, `run_preflight`) as a parameter; there is
+no process-wide default. The rules:
 - a GPU that reads FAULTED is quarantined (unless the config already excludes it: excluded GPUs are
   never given work, so re-quarantining them would only add noise);
 - every check of a GPU is logged with its evidence;
@@ -14,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cluster.config import NodeConfig
 from cluster.gpu.health import GpuHealth, HealthStatus
+from cluster.gpu.kernel_log import KernelCursor
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,26 @@ class HealthLedger(Protocol):
 
     def record_check(self, node: str, gpu: int, status: str, evidence: Sequence[str] = ()) -> int | None:
         """Log a health check; for a quarantined GPU, its run of consecutive ok checks."""
+        ...
+
+    def kernel_cursor(self, node: str) -> KernelCursor | None:
+        """Where the last reader of the node's kernel log stopped (None: never read)."""
+        ...
+
+    def save_kernel_cursor(self, node: str, cursor: KernelCursor, lines: Sequence[str]) -> None:
+        """Move the node's cursor and keep the trouble lines read up to it, together."""
+        ...
+
+    def record_cleanup(self, result: CleanupResult) -> None:
+        """Keep what one run of the cleanup script on a node said."""
+        ...
+
+    def last_probe(self, node: str) -> tuple[float, dict[str, Any]] | None:
+        """(wall-clock time, reading) of the node's last fresh GPU probe by any process, or None."""
+        ...
+
+    def save_probe(self, node: str, reading: dict[str, Any]) -> None:
+        """Keep a fresh probe's reading (JSON-able) as the node's last, stamped now."""
         ...
 
 

@@ -8,7 +8,9 @@ prints one JSON line per card: the readings, or `"hung": true`. The coordinator'
 sits just past that deadline, so a script that itself cannot finish costs the deadline and no more.
 
 `parse_sysfs` turns that output into GpuHealth: hung or unreadable reads, all-ones and physically
-impossible values are fault evidence ("SMU hang suspected" for a hung read).
+impossible values are fault evidence ("SMU hang suspected" for a hung read). The script also lists the
+KFD topology's GPU nodes with their PCI addresses (`parse_kfd_nodes`), which maps kernel lines naming
+"GPU node-N" to a GPU.
 """
 
 from __future__ import annotations
@@ -83,6 +85,18 @@ for card, p, began in procs:
         data = {"error": "reader printed no JSON"}
     data["card"] = name
     print(json.dumps(data), flush=True)
+# the KFD topology (static, kept by the driver: no read reaches a GPU): which PCI address each KFD node is,
+# so a kernel line naming "GPU node-N" is mapped to its GPU
+for node in glob.glob(os.path.join(root, "class", "kfd", "kfd", "topology", "nodes", "*")):
+    try:
+        with open(os.path.join(node, "properties")) as fh:
+            props = dict(line.split(None, 1) for line in fh if len(line.split(None, 1)) == 2)
+        loc, simd, domain = (int(props.get(k, "0")) for k in ("location_id", "simd_count", "domain"))
+    except (OSError, ValueError):
+        continue
+    if simd > 0 and os.path.basename(node).isdigit():
+        bus = "%04x:%02x:%02x.%x" % (domain, loc >> 8 & 0xFF, loc >> 3 & 0x1F, loc & 0x7)
+        print(json.dumps({"kfd_node": int(os.path.basename(node)), "bus": bus}), flush=True)
 print(json.dumps({"done": True, "cards": len(cards)}), flush=True)
 sys.stdout.flush()
 os._exit(0)
@@ -111,6 +125,21 @@ def parse_sysfs(node: str, stdout: str) -> tuple[list[dict], bool]:
         elif data.get("hung") or data.get("skipped") or data.get("vendor") == "0x1002":
             records.append(data)
     return records, done
+
+
+def parse_kfd_nodes(stdout: str) -> dict[int, str]:
+    """KFD topology node -> the PCI address of its GPU, from the sysfs script's output."""
+    out: dict[int, str] = {}
+    for line in stdout.splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("kfd_node"), int) and isinstance(data.get("bus"), str):
+            bus = normalise_bus(data["bus"])
+            if bus:
+                out[data["kfd_node"]] = bus
+    return out
 
 
 def sysfs_health(node: str, index: int, record: dict) -> GpuHealth:

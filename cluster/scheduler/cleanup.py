@@ -15,27 +15,21 @@ from loguru import logger
 
 from cluster.config import ClusterConfig
 from cluster.gpu.health import GpuHealth, HealthStatus
+from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.options import CleanupFn
 from cluster.transport.base import Executor
 
 
-def resolve_cleanup(cleanup: Any, config: ClusterConfig) -> CleanupFn | None:
-    """The cleanup to run: None when the policy turns it off; "auto" means the GPU layer's, if installed."""
+def resolve_cleanup(cleanup: Any, config: ClusterConfig, ledger: HealthLedger | None = None) -> CleanupFn | None:
+    """The cleanup to run: None when the policy turns it off; "auto" means the GPU layer's
+    (scripts/cleanup_gpus.sh through cluster.gpu.cleanup), bound to the ledger so every result is stored."""
     if not config.scheduler.run_cleanup or cleanup is None:
         return None
     if cleanup != "auto":
         return cleanup  # type: ignore[no-any-return]
-    try:
-        from cluster.gpu import cleanup as module
-    except ImportError:
-        logger.debug("cluster.gpu.cleanup not available: skipping GPU cleanup between batches")
-        return None
-    fn = getattr(module, "cleanup_node", None)
-    if fn is None:
-        logger.debug("cluster.gpu.cleanup has no cleanup_node(executor): skipping GPU cleanup between batches")
-        return None
-    script = config.scheduler.cleanup_script
-    return lambda executor: fn(executor, script=script)
+    from cluster.gpu.cleanup import batch_cleanup
+
+    return batch_cleanup(ledger, config.scheduler.cleanup_script)
 
 
 def faulted_in(found: Any) -> list[GpuHealth]:

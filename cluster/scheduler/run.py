@@ -13,11 +13,14 @@ Resume: chunks the sink already has a result for are not run again (`report.resu
 Slots run chunks through long-lived slot workers by default (`slot_mode="workers"`: one worker process per
 slot, heartbeats, restarts; see workers.py) or one process per chunk (`slot_mode="per_chunk"`); the
 keyword overrides the config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
-raises, Ctrl-C included.
+raises, Ctrl-C included, unless the caller passes a `pool.WorkerPool`: then a call that returns leaves its
+healthy slots' workers up for the next call with the same pool (their GPU cleanup is owed to the pool's
+close), and a call that raises still stops them all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -33,6 +36,7 @@ from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.cleanup import resolve_cleanup, run_cleanups
 from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Validator, Verifier
 from cluster.scheduler.policy import select_slots
+from cluster.scheduler.pool import WorkerPool
 from cluster.scheduler.progress import Progress
 from cluster.scheduler.slots import SlotScheduler
 from cluster.scheduler.types import ChunkSink, ChunkSpec, ScheduleReport, Slot
@@ -71,6 +75,7 @@ def run_chunks(
     progress_key: str | None = None,
     progress_unit: str = "items",
     slot_mode: str | None = None,
+    pool: WorkerPool | None = None,
 ) -> ScheduleReport:
     """Run every chunk to a validated result, or raise SchedulingError / HaltRequested (never a partial report).
 
@@ -79,7 +84,9 @@ def run_chunks(
     halt_check: polled twice a second; progress: rich bar (True), log lines (False), by TTY (None); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
     config's health.min_healthy_gpus, at least 1; slot_mode: "workers" or "per_chunk" (default: the config's
-    scheduler.slot_mode). The rest is described on SchedulerOptions. The error raised carries `.report`.
+    scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up (workers
+    mode only; see pool.py; None: this call's workers are its own). The rest is described on SchedulerOptions.
+    The error raised carries `.report`.
     """
     started = time.monotonic()
     unique = list({c.chunk_id: c for c in chunks}.values())
@@ -112,8 +119,8 @@ def run_chunks(
         validate=validate,
         verify=verify,
         ledger=ledger,
-        probe=_resolve_probe(probe),
-        cleanup=resolve_cleanup(cleanup, config),
+        probe=_resolve_probe(probe, ledger, config),
+        cleanup=resolve_cleanup(cleanup, config, ledger),
         fetch_dir=fetch_dir,
         fetch_keys=tuple(fetch_keys),
         progress_key=progress_key,
@@ -122,8 +129,33 @@ def run_chunks(
         slot_mode=mode,
         worker_lifetime_s=config.timeouts.job * (rounds + 1) * config.scheduler.max_attempts,
     )
-    sched = SlotScheduler(config, todo, slots, sink=sink, executors=executors, options=options)
-    bar = Progress(len(todo), label=label, enabled=progress, unit=progress_unit)
+    if mode != "workers":
+        pool = None  # a process per chunk: nothing to keep between calls
+    with pool.call(slots) if pool is not None else contextlib.nullcontext():
+        return _schedule(config, todo, slots, sink=sink, executors=executors, options=options, pool=pool,
+                         report=report, started=started, halt_check=halt_check, progress=progress)  # fmt: skip
+
+
+def _schedule(
+    config: ClusterConfig,
+    todo: list[ChunkSpec],
+    slots: list[Slot],
+    *,
+    sink: ChunkSink,
+    executors: Mapping[str, Executor],
+    options: SchedulerOptions,
+    pool: WorkerPool | None,
+    report: ScheduleReport,
+    started: float,
+    halt_check: Callable[[], bool] | None,
+    progress: bool | None,
+) -> ScheduleReport:
+    """The slot threads of one call, from start to the report (or the error); `report` holds the resumed
+    results already."""
+    label, mode = options.label, options.slot_mode
+    wanted = set(report.results) | {c.chunk_id for c in todo}
+    sched = SlotScheduler(config, todo, slots, sink=sink, executors=executors, options=options, pool=pool)
+    bar = Progress(len(todo), label=label, enabled=progress, unit=options.progress_unit)
     threads = [
         threading.Thread(target=sched.slot_loop, args=(slot,), name=f"slot-{slot}", daemon=True) for slot in slots
     ]
@@ -154,6 +186,8 @@ def run_chunks(
             sched.closed = True
             sched.cond.notify_all()
         sched.stop_workers(wait=1.0)  # nothing may keep running on the nodes
+        if pool is not None:
+            pool.discard_all(wait=1.0)
         raise
     finally:
         bar.close()
@@ -167,10 +201,24 @@ def run_chunks(
     with sched.cond:
         sched.closed = True
         sched.cond.notify_all()
-    sched.stop_workers()  # every slot worker, before the last cleanup and before returning
-    if sched.cleanup is not None:
-        nodes = {n: executors[n] for n in (sched.took_part | sched.cleanup_due) - set(sched.breaker.tripped)}
-        sched.quarantine_found(run_cleanups(sched.cleanup, nodes), "cleanup")
+    missing = wanted - set(report.results) - set(sched.results)
+    if pool is not None and sched.fatal is None and not missing:
+        # the workers stay up for the pool's next call; a batch cleanup that came due at the very end is run
+        # now (its node's workers stopped first), the end-of-call one is owed to the pool's close
+        due = sched.cleanup_due - set(sched.breaker.tripped)
+        for node in sorted(due):
+            sched.stop_workers(node)
+        if sched.cleanup is not None and due:
+            sched.quarantine_found(run_cleanups(sched.cleanup, {n: executors[n] for n in due}), "cleanup")
+        sched.hand_back(pool)
+    else:
+        sched.stop_workers()  # every slot worker, before the last cleanup and before returning
+        if pool is not None:
+            pool.discard_all()
+            pool.took_part = set()  # cleaned below
+        if sched.cleanup is not None:
+            nodes = {n: executors[n] for n in (sched.took_part | sched.cleanup_due) - set(sched.breaker.tripped)}
+            sched.quarantine_found(run_cleanups(sched.cleanup, nodes), "cleanup")
     report.results.update(sched.results)
     report.failures = list(sched.failures)
     report.slots_used = slots
@@ -178,30 +226,28 @@ def run_chunks(
     report.quarantined = list(sched.quarantined)
     report.executed = len(sched.results)
     report.seconds = time.monotonic() - started
-    missing = wanted - set(report.results)
     if sched.fatal is not None:
         err = sched.fatal
         if isinstance(err, SchedulingError):
-            err = SchedulingError(f"{label}: {err}; {len(missing)} of {len(unique)} chunks have no result")
+            err = SchedulingError(f"{label}: {err}; {len(missing)} of {len(wanted)} chunks have no result")
         err.report = report  # type: ignore[attr-defined]
         raise err
     if missing:
         if sched.halting:
-            raise HaltRequested(f"{label}: halted with {len(missing)} of {len(unique)} chunks unfinished; use --resume")
+            raise HaltRequested(f"{label}: halted with {len(missing)} of {len(wanted)} chunks unfinished; use --resume")
         raise SchedulingError(f"{label}: {len(missing)} chunk(s) have no result and no failure was recorded")
     logger.info(
-        f"{label}: {len(unique)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
+        f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
         f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
     )
     return report
 
 
-def _resolve_probe(probe: Probe | None) -> Probe | None:
+def _resolve_probe(probe: Probe | None, ledger: HealthLedger | None, config: ClusterConfig) -> Probe | None:
+    """The "auto" probe: the GPU layer's failure probe bound to this call's ledger (so it reads kernel lines from the
+    node's cursor and records them there, never twice) and the config's health policy."""
     if probe is not AUTO:
         return probe
-    try:
-        from cluster.gpu.probe import probe_gpu  # type: ignore[attr-defined]
-    except ImportError:
-        logger.debug("cluster.gpu.probe.probe_gpu not available: failures are logged without a fresh GPU probe")
-        return None
-    return probe_gpu  # type: ignore[no-any-return]
+    from cluster.gpu.probe import failure_probe
+
+    return failure_probe(ledger, config.health)

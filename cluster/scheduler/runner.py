@@ -39,7 +39,11 @@ class SlotHost(Protocol):
     """What the scheduler offers its runners."""
 
     def start_turn(self, slot: Slot) -> bool:
-        """Block until this slot may start a worker process (staggered per node); False: the call is ending."""
+        """Block until this slot may start a worker process (staggered per node, a few starts in flight per
+        node); False: the call is ending. Every True is answered by one `start_done` once the start is over."""
+
+    def start_done(self, slot: Slot) -> None:
+        """The start `start_turn` allowed is over (the worker said hello, or the start failed)."""
 
     def chunk_progress(self, slot: Slot, count: int) -> None:
         """Progress of the chunk running on `slot`, in the caller's progress unit (from heartbeats)."""

@@ -4,9 +4,15 @@ Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules
 run it through the slot's `SlotRunner` (runner.py: a long-lived worker, or a process per chunk), then
 record the outcome. The order inside `_failed` is the contract: log in full, store, quarantine if the GPU
 shows faults, and only then put the chunk back on the queue. The scheduler is also its runners'
-`SlotHost`: it staggers worker starts per GPU node, caps live workers per node by memory, stops a node's
-workers before its cleanup, and keeps rocm-smi (failure probes, batch cleanups) to one use per
-`rocm_smi_min_interval_s` per node.
+`SlotHost`: it staggers worker starts per GPU node and keeps at most STARTS_IN_FLIGHT of them in flight per
+node, caps live workers per node by memory, stops a node's workers before its cleanup, and keeps rocm-smi
+(failure probes, batch cleanups) to one use per `rocm_smi_min_interval_s` per node.
+
+With a `pool.WorkerPool` the slots' runners are the pool's (live workers are reused, see pool.py): a slot
+that ends because the call's work is done leaves its worker up; one that ends for any other reason (its GPU
+quarantined, its node taken out, the memory cap, an error, a halt) stops it. The rocm-smi times, the nodes
+owing a cleanup and the count of completed chunks that paces batch cleanups come from the pool and go back
+to it (run.py), so a pooled call paces cleanups as one long call would.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from loguru import logger
 
 from cluster.config import ClusterConfig
 from cluster.errors import SchedulingError
+from cluster.files import installed_version
 from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.gpu.kernel_log import oom_line
 from cluster.gpu.ledger import HealthLedger
@@ -36,12 +43,19 @@ from cluster.scheduler.policy import (
     pick_next,
     worker_cap,
 )
+from cluster.scheduler.pool import WorkerPool
 from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
 from cluster.scheduler.types import DISTRUST_KINDS, ChunkFailure, ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
 
 DISTRUSTED_SLOTS_PER_NODE = 2  # slots of one node answering wrongly before the node is taken out
+# Worker starts in flight (from the start to its hello) per node. A start is CPU work on the node
+# (interpreter, imports): with every slot starting at once they share the cores and none is ready before
+# nearly all are, so every slot idles for the whole start-up; two at a time hand the first workers chunks
+# at once and bring the last one up hardly later where the cores were the limit (bench/scheduler.py: 24
+# workers on 2 cores, makespan 1.32x -> 1.2x the ideal). GPU nodes' stagger spaces starts further.
+STARTS_IN_FLIGHT = 2
 
 
 def _count(value: Any) -> int:
@@ -59,8 +73,10 @@ class SlotScheduler:
         sink: ChunkSink,
         executors: Mapping[str, Executor],
         options: SchedulerOptions,
+        pool: WorkerPool | None = None,
     ) -> None:
         self.config = config
+        self.pool = pool if options.slot_mode == "workers" else None
         self.policy = config.scheduler
         self.sink = sink
         self.executors = executors
@@ -83,47 +99,74 @@ class SlotScheduler:
         self.running: dict[Slot, QueuedChunk] = {}
         self.superseded: set[int] = set()  # id() of in-flight items whose chunk was requeued elsewhere
         self.copied: set[str] = set()  # chunk ids requeued that way
-        self.took_part: set[str] = set()  # nodes that ran chunks since their last cleanup
+        self.took_part: set[str] = set(self.pool.took_part) if self.pool else set()  # ran chunks since last cleanup
         self.cleanup_due: set[str] = set()
         self.cleaning: set[str] = set()
         self.completed = 0
+        self.completed_before = self.pool.completed if self.pool else 0  # paces batch cleanups across calls
         self.progress_total = 0  # sum of options.progress_key over the results
         self.fatal: BaseException | None = None
         self.halting = False
         self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
+        self.version = installed_version() if options.slot_mode == "workers" else ""
+        self.starting: dict[str, int] = {}  # worker starts in flight per node
         self.runners: dict[Slot, SlotRunner] = {slot: self._runner(slot) for slot in slots}
         self.parked: set[Slot] = set()  # slots stopped to keep their node's workers within its memory
         self.worker_caps: dict[str, int] = {}
         self.worker_rss: dict[str, int] = {}
         self.live_progress: dict[Slot, int] = {}  # progress of chunks in flight, from heartbeats
         self.next_start: dict[str, float] = {}
-        self.smi_used: dict[str, float] = {}  # node -> when rocm-smi last ran there for this call
+        self.smi_used: dict[str, float] = dict(self.pool.smi_used) if self.pool else {}  # node -> last rocm-smi
+        # node -> workers allowed since the OOM killer took one there (kept by the pool for the step's next calls)
+        self.oom_caps: dict[str, int] = dict(self.pool.oom_caps) if self.pool else {}
+        self.worker_caps.update(self.oom_caps)
         self.probe_cache: dict[Slot, GpuHealth] = {}
 
     def _runner(self, slot: Slot) -> SlotRunner:
         node, executor = self.config.node(slot.node), self.executors[slot.node]
         if self.options.slot_mode == "per_chunk":
             return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts)
-        return WorkerRunner(
-            executor, node, slot, options=self.options, policy=self.policy, timeouts=self.config.timeouts,
-            host=self, lifetime_s=self.options.worker_lifetime_s,
-        )  # fmt: skip
+
+        def make() -> WorkerRunner:
+            return WorkerRunner(
+                executor, node, slot, options=self.options, policy=self.policy, timeouts=self.config.timeouts,
+                host=self, lifetime_s=self.options.worker_lifetime_s, version=self.version,
+            )  # fmt: skip
+
+        if self.pool is None:
+            return make()
+        runner = self.pool.runner(slot, executor, make)
+        runner.rebind(self.options, self, self.options.worker_lifetime_s)
+        return runner
 
     # --- SlotHost: what the runners ask of the scheduler ----------------------------------------------
     def start_turn(self, slot: Slot) -> bool:
-        """Worker starts on a GPU node are `worker_start_stagger_s` apart (none on cpu nodes)."""
+        """At most STARTS_IN_FLIGHT worker starts per node at once, and on a GPU node starts
+        `worker_start_stagger_s` apart (no stagger on cpu nodes)."""
         stagger = self.policy.worker_start_stagger_s if self.config.node(slot.node).gpu_kind != "cpu" else 0.0
         with self.cond:
+            while self.starting.get(slot.node, 0) >= STARTS_IN_FLIGHT:
+                if self.closed or self.fatal is not None:
+                    return False
+                self.cond.wait(0.5)
+            self.starting[slot.node] = self.starting.get(slot.node, 0) + 1
             now = time.monotonic()
             at = max(now, self.next_start.get(slot.node, 0.0))
             self.next_start[slot.node] = at + stagger
             while True:
                 if self.closed or self.fatal is not None:
+                    self.starting[slot.node] -= 1
+                    self.cond.notify_all()
                     return False
                 wait = at - time.monotonic()
                 if wait <= 0:
                     return True
                 self.cond.wait(min(wait, 0.5))
+
+    def start_done(self, slot: Slot) -> None:
+        with self.cond:
+            self.starting[slot.node] -= 1
+            self.cond.notify_all()
 
     def chunk_progress(self, slot: Slot, count: int) -> None:
         with self.cond:
@@ -143,11 +186,26 @@ class SlotScheduler:
                     f"{cap} of {slots} may be up together ({self.policy.worker_memory_fraction:.0%} of "
                     f"{mem_total / 2**30:.1f} GiB)"
                 )
-            self.worker_caps[slot.node] = cap
+            # an OOM kill's lower cap stands whatever the memory estimate says: the estimate missed it once
+            self.worker_caps[slot.node] = min(cap, self.oom_caps.get(slot.node, cap))
 
     def stop_workers(self, node: str | None = None, wait: float = 2.0) -> None:
-        """Stop the slot workers of one node (before its cleanup) or of every node (end of the call)."""
+        """Stop the slot workers of one node (before its cleanup) or of every node (end of the call); a pool's
+        runners stay in the pool, stopped (their next chunk starts a worker)."""
         stop_runners([r for s, r in self.runners.items() if node is None or s.node == node], wait)
+
+    def hand_back(self, pool: WorkerPool) -> None:
+        """The call ended well: the workers of slots it quarantined or of nodes it took out are stopped and
+        forgotten, the others stay up for the next call; what paces cleanups goes back to the pool."""
+        with self.cond:
+            tripped = set(self.breaker.tripped)
+            gone = [s for s in self.runners if s.node in tripped or s in self.quarantined]
+            pool.took_part = self.took_part - tripped
+            pool.completed = self.completed_before + self.completed
+            pool.smi_used = dict(self.smi_used)
+            pool.oom_caps = dict(self.oom_caps)
+        pool.discard(gone)
+        pool.owe_cleanup(self.cleanup, self.executors, self.ledger)
 
     def _over_cap_locked(self, slot: Slot) -> bool:
         cap = self.worker_caps.get(slot.node)
@@ -165,6 +223,7 @@ class SlotScheduler:
 
     # --- slot threads -----------------------------------------------------------------------------
     def slot_loop(self, slot: Slot) -> None:
+        failed = False
         try:
             while True:
                 action = self._take(slot)
@@ -185,13 +244,19 @@ class SlotScheduler:
                 else:
                     self._execute(slot, value)
         except BaseException as err:  # a bug or a store failure: stop everything, report it in the caller
+            failed = True
             if self.closed:
                 logger.debug(f"late error on {slot} after the call returned: {err}")
                 return
             logger.opt(exception=err).error(f"scheduler slot {slot} stopped by an unexpected error: {err}")
             self._set_fatal(err)
         finally:
-            self.runners[slot].stop()
+            with self.cond:
+                done_well = not failed and self.fatal is None and not self.halting and not self.remaining
+                healthy = slot not in self.quarantined and slot.node not in self.breaker.tripped
+                keep = self.pool is not None and done_well and healthy and slot not in self.parked
+            if not keep:
+                self.runners[slot].stop()
             with self.cond:
                 self.live.discard(slot)
                 usable = len(self.live) + len(self.parked)
@@ -209,7 +274,8 @@ class SlotScheduler:
                 if self._over_cap_locked(slot):
                     self.parked.add(slot)
                     self.live.discard(slot)
-                    logger.warning(f"slot {slot} stops: its node's memory fits {self.worker_caps[slot.node]} workers")
+                    why = "an OOM kill there" if slot.node in self.oom_caps else "its node's memory"
+                    logger.warning(f"slot {slot} stops: {why} allows {self.worker_caps[slot.node]} workers")
                     return None
                 if slot.node in self.cleanup_due:
                     if self.inflight[slot.node] == 0 and slot.node not in self.cleaning:
@@ -285,7 +351,8 @@ class SlotScheduler:
                 self.completed += 1
                 if self.options.progress_key:
                     self.progress_total += _count(result.get(self.options.progress_key))
-                if self.cleanup is not None and self.completed % self.policy.cleanup_batch_size == 0:
+                batch = self.policy.cleanup_batch_size
+                if self.cleanup is not None and (self.completed_before + self.completed) % batch == 0:
                     now = time.monotonic()
                     due = {n for n in self.took_part - set(self.breaker.tripped) if self._smi_free_locked(n, now)}
                     self.cleanup_due |= due
@@ -367,7 +434,7 @@ class SlotScheduler:
         with self.cond:
             active = sum(1 for s in self.live if s.node == slot.node)
             cap = max(1, min(self.worker_caps.get(slot.node, active), active) - 1)
-            self.worker_caps[slot.node] = cap
+            self.worker_caps[slot.node] = self.oom_caps[slot.node] = cap
             self.cond.notify_all()
         logger.warning(f"{slot.node}: the OOM killer took a worker; at most {cap} slot worker(s) there from now on")
         return replace(failure, error=f"OOM-killed: {line} ({failure.error})")

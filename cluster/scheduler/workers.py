@@ -2,10 +2,13 @@
 
 The other end is `python -m pipeline.worker --serve JOBS_MODULE` (see pipeline/worker.py for the lines it
 writes). Here:
-- start: staggered per node by the scheduler (`SlotHost.start_turn`), under the node's `timeout` for the
-  worker's whole life (`lifetime_s`; a worker near the end of it is replaced between chunks); the hello
-  line must come within the heartbeat timeout, and a worker older than the coordinator is refused with
-  both versions named (`WorkerRefused`);
+- start: staggered per node by the scheduler (`SlotHost.start_turn`, which also keeps a few starts in flight
+  per node), under the node's `timeout` for the worker's whole life (`lifetime_s`; a worker near the end of
+  it is replaced between chunks); the hello line must come within the heartbeat timeout, and a worker older
+  than the coordinator is refused with both versions named (`WorkerRefused`);
+- across calls: a `pool.WorkerPool` keeps the runner, and so its live worker, from one `run_chunks` call to
+  the next (`rebind` hands it the new call's options and host); what an idle worker said between calls is
+  read and dropped before its next chunk, and one that died meanwhile is started anew;
 - a chunk: one envelope line out, then heartbeats in until the frame with its answer. A slot silent for
   `heartbeat_timeout_s` is stale: its process is killed (remotely its process group, so a SIGSTOPped worker
   goes too) and the chunk fails as `stale` with what was last heard; a chunk past the job timeout fails as
@@ -22,6 +25,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -46,6 +50,10 @@ SERVE_FLAG = "--serve"
 STDERR_MARK = "\x1fwatcher-done "  # pipeline.worker.STDERR_MARK: ends one chunk's share of stderr
 MARK_WAIT_S = 1.0  # how long a finished chunk waits for its stderr to catch up with its answer
 STDERR_KEEP = 400
+
+# How a runner starts its process: given the start, runs it (the default calls it right here, in the slot's
+# thread; a pool runs it in a thread that lives as long as the pool, see pool.py).
+Spawner = Callable[[Callable[[], Session]], Session]
 
 
 def heartbeat_interval(timeout_s: float) -> float:
@@ -78,6 +86,8 @@ class WorkerRunner(SlotRunner):
         timeouts: Timeouts,
         host: SlotHost,
         lifetime_s: float,
+        spawn: Spawner | None = None,
+        version: str | None = None,
     ) -> None:
         super().__init__(slot)
         self.executor = executor
@@ -87,7 +97,8 @@ class WorkerRunner(SlotRunner):
         self.timeouts = timeouts
         self.host = host
         self.lifetime_s = max(lifetime_s, timeouts.job * 2)
-        self.version = installed_version()
+        self.spawn: Spawner = spawn or (lambda start: start())
+        self.version = version or installed_version()  # a caller making many runners asks once (~2 ms each)
         self.argv = worker_command(node, (*options.worker_argv, SERVE_FLAG))
         self.command = render_command(self.argv)
         self.hb_timeout = policy.heartbeat_timeout_s
@@ -100,6 +111,7 @@ class WorkerRunner(SlotRunner):
         self.session: Session | None = None
         self.hello: dict[str, Any] = {}
         self.started_at = 0.0
+        self.session_lifetime = 0.0  # the `timeout` the live worker was started under
         self.seq = 0
         self.marked = 0  # the last chunk whose stderr end marker has come
         self.deaths = 0  # consecutive worker deaths: the backoff before the next start
@@ -112,12 +124,30 @@ class WorkerRunner(SlotRunner):
         session = self.session
         return session is not None and not session.ended
 
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """What the live worker was started as: a call asking for another command or environment (another
+        workload, a changed node config) must not be handed this worker."""
+        return (self.command, tuple(sorted(self.env.items())))
+
+    def rebind(self, options: SchedulerOptions, host: SlotHost, lifetime_s: float) -> None:
+        """A new `run_chunks` call takes this runner over (same slot, same command): its answers are judged
+        with that call's options and reported to that call's scheduler; its next start uses that call's
+        lifetime. Only the call's slot thread drives the runner from here on."""
+        self.options = options
+        self.host = host
+        self.lifetime_s = max(lifetime_s, self.timeouts.job * 2)
+
     # --- one chunk ------------------------------------------------------------------------------------
     def run(self, chunk: ChunkSpec, attempt: int) -> dict[str, Any] | ChunkFailure:
         failure = chunk_failure_factory(chunk, attempt, self.slot, self.command)
         session = self.session
+        if session is not None and not self._drain_idle(session):
+            self._kill(session)  # it broke the protocol while it had nothing to do: a fresh worker takes over
+            self._discard(session, wait=2.0)
+            session = None
         if session is not None and (
-            session.ended or time.monotonic() - self.started_at + self.timeouts.job > self.lifetime_s
+            session.ended or time.monotonic() - self.started_at + self.timeouts.job > self.session_lifetime
         ):
             self._discard(session, wait=2.0)  # dead between chunks, or too close to its `timeout`
             session = None
@@ -216,13 +246,21 @@ class WorkerRunner(SlotRunner):
         if not self.host.start_turn(self.slot):
             return failure("transport", "the call is ending: slot worker not started")
         try:
-            session = self.executor.start(self.argv, env=self.env, timeout=self.lifetime_s)
+            return self._launch(failure)
+        finally:
+            self.host.start_done(self.slot)
+
+    def _launch(self, failure: Any) -> Session | ChunkFailure:
+        lifetime = self.lifetime_s
+        try:
+            session = self.spawn(lambda: self.executor.start(self.argv, env=self.env, timeout=lifetime))
         except TransportError as err:
             self.deaths += 1
             cause = f" (cause: {err.cause!r})" if err.cause is not None else ""
             return failure("transport", f"cannot start the slot worker: {err}{cause}", traceback=traceback.format_exc())
         self.starts += 1
         self.started_at = time.monotonic()
+        self.session_lifetime = lifetime
         self.stderr.clear()
         deadline = time.monotonic() + self.hb_timeout + self.timeouts.connect
         while True:
@@ -359,6 +397,22 @@ class WorkerRunner(SlotRunner):
         while (event := session.read(0)) is not None:
             if event[0] == "err":
                 self._stderr_line(event[1])
+
+    def _drain_idle(self, session: Session) -> bool:
+        """Before a chunk: drop what the worker said while it had none (heartbeats of an idle worker kept
+        between calls, the tail of an earlier chunk's stderr), so the chunk's record holds only its own.
+        False when it wrote a line outside the protocol meanwhile (it is not trusted with the chunk). An exit
+        read here stays in the session's state (`ended`): the caller starts a new worker."""
+        clean = True
+        while (event := session.read(0)) is not None:
+            kind, value = event
+            if kind == "exit":
+                break
+            if kind == "out" and clean and not (_parse(value) or {}).get("heartbeat"):
+                logger.warning(f"slot worker {self.slot} wrote {value[:200]!r} while idle: replaced")
+                clean = False
+        self.stderr.clear()
+        return clean
 
     def _tail(self) -> str:
         return "\n".join(list(self.stderr)[-STDERR_TAIL_LINES:])

@@ -5,8 +5,8 @@ can be stale or tampered with. So every answer to a reference-workload job is
 1. parsed against the schema of its job kind (types and counts; values inside the chunk's assigned seed
    range and skip envelope; tags exactly those that were sent) -> AnswerRejected("invalid");
 2. recomputed where it makes a claim: every survivor must pass both of its windows again on the
-   coordinator, with the same skip and match counts; sampled scores must equal the coordinator's own
-   -> AnswerRejected("unverified");
+   coordinator, with the same skip and match counts (through the job's mapping, if it names one: the draws are
+   library calls); sampled scores must equal the coordinator's own -> AnswerRejected("unverified");
 3. checked against the canary planted in the chunk (canary.py): a seed the coordinator chose, with a
    window made from that seed's own outputs, that any correct worker must report -> AnswerRejected("canary").
 The answer is then rebuilt from the validated fields alone (canary removed), so what the store keeps and
@@ -195,13 +195,13 @@ def _local_scores(
     payload: dict[str, Any], seed: int, skip: int, offset: int, draws: list[int], first: int, param_sets: list[Any]
 ) -> list[tuple[float, float]]:
     """One survivor's scores as the coordinator computes them (the "score" job's own arithmetic)."""
-    from pipeline.prng.generators import generate
+    from pipeline.prng.mappings.library import MOD, call_stream
     from pipeline.prng.scoring import score_seed
 
     max_tol = max(int(p.get("skip_tolerance", 0)) for p in param_sets)
     last = offset + (first + len(draws)) * (skip + max_tol + 1) + skip + max_tol + 1
-    outputs = generate(str(payload["generator"]), seed, last)
     modulus = int(payload.get("modulus", 1000))
+    outputs = call_stream(str(payload["generator"]), str(payload.get("mapping", MOD)), seed, last, modulus)
     out = []
     for params in param_sets:
         value, hits = score_seed(outputs, draws, first, offset, skip, params, modulus)
@@ -250,12 +250,18 @@ CONFIRM_TOP = 25  # ranked survivors whose scores the coordinator recomputes bef
 
 
 def confirm_ranking(
-    generator: str, modulus: int, history: History, n_train: int, ranked: list[dict[str, Any]], params: dict[str, Any]
+    generator: str,
+    modulus: int,
+    history: History,
+    n_train: int,
+    ranked: list[dict[str, Any]],
+    params: dict[str, Any],
+    mapping: str = "mod",
 ) -> list[dict[str, Any]]:
-    """The top of a ranking, rescored on the coordinator from its own copy of the history: nothing is
-    claimed from scores a node reported. A row whose score differs is corrected and the ranking redone;
-    the number corrected is returned in each row's `confirmed` field (False where corrected)."""
-    payload = {"generator": generator, "modulus": modulus}
+    """The top of a ranking, rescored on the coordinator from its own copy of the history (through the data's
+    mapping): nothing is claimed from scores a node reported. A row whose score differs is corrected and the
+    ranking redone; the number corrected is returned in each row's `confirmed` field (False where corrected)."""
+    payload = {"generator": generator, "modulus": modulus, "mapping": mapping}
     train, holdout = list(history.draws[:n_train]), list(history.draws[n_train:])
     for row in ranked[:CONFIRM_TOP]:
         seed, skip, offset = int(row["seed"]), int(row["skip"]), int(row["offset"])

@@ -7,7 +7,8 @@ and window sizes as the chunk's first task). A correct worker must report the ca
 whose generator, comparison or reporting is broken does not. A score chunk gets one extra survivor
 whose score the coordinator computes itself. The canary is derived from the chunk's own payload, so
 the same chunk always carries the same canary (its chunk id, and so resume, are unaffected), and it
-sits at a position that depends on the payload, not always first or last.
+sits at a position that depends on the payload, not always first or last. With a mapping (the chunk's specs
+name one) the canary's windows are made from that seed's library calls, as a history of its draws would be.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import json
 from typing import Any
 
-from pipeline.prng.generators import generate
+from pipeline.prng.mappings.library import MOD, call_stream
 
 CANARY_BLOCK = 64  # seeds in the canary's block: the planted seed and its neighbours
 CANARY_KEY = "canary"  # marks the planted task on the coordinator's side only
@@ -28,6 +29,7 @@ def digest(payload: dict[str, Any]) -> int:
 
 
 def _residues(spec: dict[str, Any], outputs: list[int], skip: int) -> list[int]:
+    """The window's draws from a seed's call stream (raw outputs for mod, which are reduced here)."""
     offset, first, modulus = int(spec["offset"]), int(spec.get("first_draw", 0)), int(spec["modulus"])
     return [outputs[offset + (first + j) * (skip + 1) + skip] % modulus for j in range(len(spec["residues"]))]
 
@@ -57,7 +59,7 @@ def _plant_window(payload: dict[str, Any]) -> tuple[dict[str, Any], Planted | No
     n = max(
         int(s["offset"]) + (int(s.get("first_draw", 0)) + len(s["residues"])) * (skip + 1) for s in (forward, reverse)
     )
-    outputs = generate(forward["generator"], seed, n)
+    outputs = call_stream(forward["generator"], forward.get("mapping", MOD), seed, n, int(forward["modulus"]))
     start = min(seed - seed % CANARY_BLOCK, (1 << 32) - CANARY_BLOCK)
     tag = [(key >> 32) & 0xFFFFFF, forward["offset"]]
     task = {

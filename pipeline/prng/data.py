@@ -1,6 +1,7 @@
 """The reference workload's data: the `data:` section of pipeline.yaml (DataSpec) and the draw history it
 names: load, validate (one line naming the entry and field), keep one session's draws (`data.session`), split
-into train and holdout."""
+into train and holdout. `data.mapping` (pipeline.prng.mappings) says which library call made the draws; the
+draws lie in [data.draw_low, data.draw_low + data.modulus) and are held less draw_low."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ SKIP_MODES = ("fixed", "variable")
 DEFAULT_STRATEGIES: tuple[tuple[int, int], ...] = ((3, 5), (10, 20), (5, 5), (7, 10), (20, 50))
 # Fields added after the first release: left out of the dump (and so of every output's input hash) while they
 # hold their defaults, so a pipeline.yaml that does not use them keeps its outputs and studies.
-_LATER_FIELDS = {"session": ALL_SESSIONS, "skip_mode": "fixed", "strategies": DEFAULT_STRATEGIES}
+_LATER_FIELDS = {
+    "session": ALL_SESSIONS,
+    "skip_mode": "fixed",
+    "strategies": DEFAULT_STRATEGIES,
+    "mapping": "mod",
+    "draw_low": 0,
+}
 
 
 class DataSpec(BaseModel):
@@ -55,12 +62,35 @@ class DataSpec(BaseModel):
     strategies: Annotated[tuple[tuple[StrictInt, StrictInt], ...], Field(min_length=1, max_length=32)] = (
         DEFAULT_STRATEGIES
     )
+    # how the library turns the generator's outputs into one draw (pipeline.prng.mappings: mod, java_next_int,
+    # java_next_double, numpy_randint, python_randrange, php_mt_rand); offsets and skips then count library calls
+    mapping: str = "mod"
+    # the smallest value a draw can take: the history's draws lie in [draw_low, draw_low + modulus) (e.g. 1 for
+    # mt_rand(1, 1000)); it is subtracted when the history is loaded, so every step compares values in [0, modulus)
+    draw_low: Annotated[StrictInt, Field(ge=-(1 << 31), le=1 << 32)] = 0
 
     @field_validator("skip_mode")
     @classmethod
-    def _skip_mode(cls, value: str) -> str:
+    def _skip_mode(cls, value: str, info: ValidationInfo) -> str:
+        from pipeline.prng.mappings.library import generator_error
+
         if value not in SKIP_MODES:
             raise ValueError(f"must be one of {', '.join(SKIP_MODES)}; got {value!r}")
+        problem = generator_error(info.data["generator"], value) if "generator" in info.data else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping(cls, value: str, info: ValidationInfo) -> str:
+        """Known, and applicable to the generator, modulus and skip mode (checked here, at load)."""
+        from pipeline.prng.mappings.library import mapping_error
+
+        got = info.data
+        problem = mapping_error(value, got.get("generator"), got.get("modulus"), got.get("skip_mode", "fixed"))
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("strategies")
@@ -91,10 +121,10 @@ class DataSpec(BaseModel):
     @field_validator("generator")
     @classmethod
     def _known(cls, value: str) -> str:
-        from pipeline.prng.generators import GENERATORS
+        from pipeline.prng.generators.reference import ALL_GENERATORS
 
-        if value not in GENERATORS:
-            raise ValueError(f"unknown generator {value!r}; use one of {', '.join(GENERATORS)}")
+        if value not in ALL_GENERATORS:
+            raise ValueError(f"unknown generator {value!r}; use one of {', '.join(ALL_GENERATORS)}")
         return value
 
     @field_validator("seed_range", "offset_range", "skip_range")
@@ -158,7 +188,9 @@ def select_session(history: History, session: str = ALL_SESSIONS) -> History:
     )
 
 
-def parse_history(data: Any, source: str, modulus: int = 1000) -> History:
+def parse_history(data: Any, source: str, modulus: int = 1000, low: int = 0) -> History:
+    """Draws lie in [low, low + modulus) (data.draw_low, data.modulus); they are kept as draw - low, the value
+    the mapping gives, so nothing downstream knows about low."""
     if not isinstance(data, list) or not data:
         raise ConfigError(f"{source}: a history is a non-empty JSON list of {{date, session, draw}} entries")
     draws, sessions, dates = [], [], []
@@ -169,16 +201,23 @@ def parse_history(data: Any, source: str, modulus: int = 1000) -> History:
             if key not in entry:
                 raise ConfigError(f"{source}: entry [{i}].{key} is missing; fix: add it")
         draw = entry["draw"]
-        if isinstance(draw, bool) or not isinstance(draw, int) or not 0 <= draw < modulus:
-            raise ConfigError(f"{source}: entry [{i}].draw must be an integer 0-{modulus - 1}; got {draw!r}")
-        draws.append(draw)
+        if isinstance(draw, bool) or not isinstance(draw, int) or not low <= draw < low + modulus:
+            fix = (
+                f"; fix: data.draw_low ({low}) and data.modulus ({modulus}) set the range [draw_low, draw_low+modulus)"
+                if isinstance(draw, int) and not isinstance(draw, bool)
+                else ""
+            )
+            raise ConfigError(
+                f"{source}: entry [{i}].draw must be an integer {low}-{low + modulus - 1}; got {draw!r}{fix}"
+            )
+        draws.append(draw - low)
         sessions.append(str(entry["session"]))
         dates.append(str(entry["date"]))
     return History(tuple(draws), tuple(sessions), tuple(dates), source)
 
 
-def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSIONS) -> History:
-    """The history file's draws, only `session`'s unless it is "both"."""
+def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSIONS, low: int = 0) -> History:
+    """The history file's draws (less `low`, data.draw_low), only `session`'s unless it is "both"."""
     path = Path(path)
     fix = "fix: point data.history in pipeline.yaml at a JSON list of {date, session, draw}"
     try:
@@ -197,7 +236,7 @@ def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSI
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}; {fix}") from None
-    return select_session(parse_history(data, str(path), modulus), session)
+    return select_session(parse_history(data, str(path), modulus, low), session)
 
 
 def split(history: History, holdout_fraction: float) -> tuple[list[int], list[int]]:

@@ -12,6 +12,10 @@ scored with the skips their strategy finds: the scan the sieve ran over its wind
 carried on through the whole history (`lead_file`/`lead_files`: the draws before `first_index`, scanned
 first so the scored draws sit where the skips put them), with no MAX_VARIABLE_DRAWS cap. skip_tolerance plays
 no part there (the strategy's tolerance is the search); recency and partial credit apply as in fixed mode.
+
+With a mapping (`"mapping"` in the job, pipeline.prng.mappings) the stream scored is the seed's library calls
+(each already a value in [0, modulus)) and every position, skip_tolerance's included, counts calls. Every
+mapping draws uniformly, so the chance baseline is the same 1/modulus per candidate.
 """
 
 from __future__ import annotations
@@ -157,8 +161,9 @@ def history_path(job: dict[str, Any], key: str = "history") -> str:
 
 
 def score_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Worker job "score": every survivor under every parameter set, on a history file (the ramdisk copy)."""
-    from pipeline.prng.sieve import generate
+    """Worker job "score": every survivor under every parameter set, on a history file (the ramdisk copy).
+    "mapping" (absent for mod): the draws are that library call's values, positions count calls."""
+    from pipeline.prng.mappings.library import MOD, call_stream
 
     generator = str(job["generator"])
     modulus = int(job.get("modulus", 1000))
@@ -182,9 +187,10 @@ def score_job(job: dict[str, Any]) -> dict[str, Any]:
                 if i == 0:
                     exact.append(round(hits, 6))
         return {"scores": scores, "exact": exact, "draws": len(draws), "survivor_count": len(survivors)}
+    mapping = str(job.get("mapping", MOD))
     for seed, skip, offset in survivors:
         last = offset + (first_index + len(draws)) * (skip + max_tol + 1) + skip + max_tol + 1
-        outputs = generate(generator, int(seed), last)
+        outputs = call_stream(generator, mapping, int(seed), last, modulus)
         for i, params in enumerate(param_sets):
             value, hits = score_seed(outputs, draws, first_index, offset, skip, params, modulus)
             scores[i].append(round(value, 6))
@@ -254,13 +260,15 @@ def verify_seed(
     offsets: Sequence[int],
     skips: Sequence[int] = (0,),
     strategies: Sequence[Sequence[int]] = (),
+    mapping: str = "mod",
 ) -> dict[str, Any]:
     """Score one seed against a whole history under our definitions (`watcher verify`): every offset with
     every fixed skip, or with every variable-skip strategy when `strategies` is given; the best (most matches,
     first in order) is reported with its matches on train and holdout and its chance expectation: how many
     seeds of the 32-bit space would match at least as many draws by luck under one of the choices tried
     (binomial per choice, per-draw chance 1/modulus or 2*tolerance+1 chances; the give-up rule ignored, so it
-    is never understated)."""
+    is never understated). `mapping`: the draws are that library call's values (fixed skips; every mapping is
+    uniform, so the chance per draw stays 1/modulus)."""
     n = len(draws)
     best: dict[str, Any] | None = None
     if strategies:
@@ -275,9 +283,9 @@ def verify_seed(
                             "skip_sequence": [s for s, _e, _l in scan], "hits": hits, "matches": sum(hits)}  # fmt: skip
         chances = [draw_hit_probability(int(t), modulus) for _m, t in strategies] * len(offsets)
     else:
-        from pipeline.prng.generators.reference import generate
+        from pipeline.prng.mappings.library import call_stream
 
-        outputs = generate(generator, seed, max(offsets) + n * (max(skips) + 1))
+        outputs = call_stream(generator, mapping, seed, max(offsets) + n * (max(skips) + 1), modulus)
         for offset in offsets:
             for skip in skips:
                 hits = [outputs[offset + i * (skip + 1) + skip] % modulus == d for i, d in enumerate(draws)]

@@ -10,6 +10,10 @@ drawn from E-tolerance..E+tolerance (not below 0) and E moves to it (families wh
 E = 5); a skip is only taken when no smaller skip of the window gives the same residue, so the strategy's scan
 (first, smallest matching skip) finds exactly the planted skips. The truth records the skip sequence.
 
+`--mapping M` makes each draw a library call instead of a raw output mod modulus (pipeline.prng.mappings: e.g.
+java_next_int is `new Random(seed).nextInt(modulus)` called again and again); positions then count calls.
+`--draw-low L` adds L to every draw (the history then needs `data.draw_low: L`).
+
 `--session-only NAME` feeds the planted stream into that session's draws only; the other session's draws are
 noise (from --rng-seed), so the seed is only recovered with `data.session: NAME`.
 """
@@ -24,7 +28,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cluster.files import write_json_atomic
-from pipeline.prng.generators.reference import GENERATORS, REFERENCE, generate
+from pipeline.prng.generators.reference import ALL_GENERATORS, REFERENCE
+from pipeline.prng.mappings.library import MAPPING_NAMES, MOD, call_stream, mapping_error
 
 SESSIONS = ("midday", "evening")  # two draws a day, like a daily lottery
 
@@ -38,17 +43,30 @@ def make_history(
     skip: int = 0,
     modulus: int = 1000,
     start_date: str = "2024-01-01",
+    mapping: str = MOD,
+    low: int = 0,
 ) -> list[dict[str, Any]]:
-    """History records in time order: {"date", "session", "draw"}."""
+    """History records in time order: {"date", "session", "draw"}. mapping: the library call whose values are
+    the draws (positions then count calls); low: added to every draw (data.draw_low)."""
     if draws < 1:
         raise ValueError(f"draws={draws} must be >= 1")
     if offset < 0 or skip < 0:
         raise ValueError("offset and skip must be >= 0")
     if modulus < 2:
         raise ValueError(f"modulus={modulus} must be >= 2")
-    stream = generate(generator, seed, offset + draws * (skip + 1))
-    values = iter([stream[offset + i * (skip + 1) + skip] % modulus for i in range(draws)])
+    values = iter(planted_values(generator, seed, draws, offset, skip, modulus, mapping, low))
     return _records(draws, values, start_date)
+
+
+def planted_values(
+    generator: str, seed: int, draws: int, offset: int, skip: int, modulus: int, mapping: str = MOD, low: int = 0
+) -> list[int]:
+    """Draw i = low + the value of call `offset + i*(skip+1) + skip` (mod: the raw output mod modulus)."""
+    problem = mapping_error(mapping, generator, modulus)
+    if problem:
+        raise ValueError(f"mapping: {problem}")
+    stream = call_stream(generator, mapping, seed, offset + draws * (skip + 1), modulus)
+    return [low + stream[offset + i * (skip + 1) + skip] % modulus for i in range(draws)]
 
 
 def _records(
@@ -118,13 +136,19 @@ def make_session_history(
     if session not in SESSIONS:
         raise ValueError(f"session={session!r} must be one of {', '.join(SESSIONS)}")
     planted = sum(1 for i in range(draws) if SESSIONS[i % 2] == session)
-    stream = generate(generator, seed, offset + planted * (skip + 1))
-    values = iter([stream[offset + i * (skip + 1) + skip] % modulus for i in range(planted)])
+    values = iter(planted_values(generator, seed, planted, offset, skip, modulus))
     return _records(draws, values, start_date, session, noise, modulus)
 
 
-def truth(generator: str, seed: int, draws: int, offset: int, skip: int, modulus: int = 1000) -> dict[str, Any]:
-    return {"generator": generator, "seed": seed, "offset": offset, "skip": skip, "draws": draws, "modulus": modulus}
+def truth(
+    generator: str, seed: int, draws: int, offset: int, skip: int, modulus: int = 1000, mapping: str = MOD,
+    low: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    extra: dict[str, Any] = {"mapping": mapping} if mapping != MOD else {}
+    if low:
+        extra["draw_low"] = low
+    return {"generator": generator, "seed": seed, "offset": offset, "skip": skip, "draws": draws, "modulus": modulus,
+            **extra}  # fmt: skip
 
 
 def write_history(
@@ -137,22 +161,28 @@ def write_history(
     skip: int = 0,
     modulus: int = 1000,
     start_date: str = "2024-01-01",
+    mapping: str = MOD,
+    low: int = 0,
 ) -> list[dict[str, Any]]:
-    history = make_history(generator, seed, draws, offset=offset, skip=skip, modulus=modulus, start_date=start_date)
+    history = make_history(generator, seed, draws, offset=offset, skip=skip, modulus=modulus, start_date=start_date,
+                           mapping=mapping, low=low)  # fmt: skip
     write_json_atomic(path, history, style="records")
-    write_json_atomic(path + ".truth.json", truth(generator, seed, draws, offset, skip, modulus))
+    write_json_atomic(path + ".truth.json", truth(generator, seed, draws, offset, skip, modulus, mapping, low))
     return history
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline.prng.synth", description="Write a synthetic draw history.")
-    p.add_argument("--generator", required=True, choices=GENERATORS)
+    p.add_argument("--generator", required=True, choices=ALL_GENERATORS)
     p.add_argument("--seed", required=True, type=int)
     p.add_argument("--draws", required=True, type=int)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--skip", type=int, default=0)
     p.add_argument("--modulus", type=int, default=1000)
     p.add_argument("--start-date", default="2024-01-01", help="ISO date of the first draw")
+    p.add_argument("--mapping", choices=MAPPING_NAMES, default=MOD,
+                   help="the library call that makes each draw (data.mapping; fixed skips only)")  # fmt: skip
+    p.add_argument("--draw-low", type=int, default=0, help="added to every draw (data.draw_low)")
     p.add_argument("--skip-mode", choices=("fixed", "variable"), default="fixed")
     p.add_argument("--strategy", type=int, nargs=2, metavar=("MISSES", "TOLERANCE"), default=[3, 5],
                    help="variable mode: the strategy whose semantics plant the skips (default 3 5)")  # fmt: skip
@@ -166,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.skip_mode == "variable" or args.session_only:
+            if args.mapping != MOD or args.draw_low:
+                raise ValueError("--mapping and --draw-low plant fixed-skip histories of every session only")
             write_planted(args)
             print(f"wrote {args.draws} draws to {args.out} (truth in {args.out}.truth.json)")
             return 0
@@ -178,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             skip=args.skip,
             modulus=args.modulus,
             start_date=args.start_date,
+            mapping=args.mapping,
+            low=args.draw_low,
         )
     except ValueError as exc:
         print(f"synth: {exc}", file=sys.stderr)

@@ -4,6 +4,10 @@ sieve a seed block at every offset, the worker job that runs them, and merging w
 Steps 1 and 2 both build their jobs with `sieve_payloads` and read them back with `merge_survivors`, so
 the two steps cannot drift apart in what a "bidirectional survivor" is.
 
+With `data.mapping` other than mod every spec carries the mapping: the draws are library calls (e.g. Java's
+nextInt(n)), positions count calls, and the sieve follows the library's loop per seed (pipeline.prng.mappings).
+The chance expectations are unchanged: every mapping draws uniformly, 1/modulus per draw.
+
 With `data.skip_mode: variable` there is no fixed position for the newest draws (it depends on every skip
 before them), so the sieve tests one window: the oldest `window` train draws from each offset, each draw's
 skip searched with one of `data.strategies` (the operators' hybrid semantics, pipeline.prng.sieve.variable).
@@ -43,6 +47,7 @@ def window_specs(
         "skip_min": data.skip_range[0],
         "skip_max": data.skip_range[1],
         "threshold": threshold,
+        **mapping_field(data),
     }
     forward = {**common, "residues": list(train[:window]), "first_draw": 0, "direction": "forward"}
     reverse = {
@@ -52,6 +57,12 @@ def window_specs(
         "direction": "reverse",
     }
     return forward, reverse
+
+
+def mapping_field(data: DataSpec) -> dict[str, str]:
+    """{"mapping": name} for a spec or job of this data set; nothing for `mod`, so those payloads (and the chunk
+    ids and stored results derived from them) stay exactly what they were before mappings existed."""
+    return {} if data.mapping == "mod" else {"mapping": data.mapping}
 
 
 def variable_spec(data: DataSpec, residues: Sequence[int], threshold: float, offset: int, strategy: int) -> dict:

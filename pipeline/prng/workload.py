@@ -43,7 +43,8 @@ class PrngWorkload(Workload):
     @classmethod
     def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
         spec = cls.parse_data(data, source)
-        history = load_history(spec.history, spec.modulus, spec.session)  # a bad session fails here, at load
+        # a bad session or a draw outside [draw_low, draw_low + modulus) fails here, at load
+        history = load_history(spec.history, spec.modulus, spec.session, spec.draw_low)
         train, holdout = split(history, spec.holdout_fraction)
         return cls(spec, history, train, holdout)
 

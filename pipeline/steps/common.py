@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from pipeline.prng.data import ALL_SESSIONS, History, load_history, select_session, split
+from pipeline.prng.windows import mapping_field
 from pipeline.prng.workload import PrngWorkload
 from pipeline.step import StepContext
 
@@ -39,7 +40,7 @@ def session_history(work: PrngWorkload, session: str) -> History:
     """The draws of `session` ("both": all), from the whole history file; ConfigError naming data.session."""
     full = work.history
     if full.session != ALL_SESSIONS and session != full.session:
-        full = load_history(work.data.history, work.data.modulus)
+        full = load_history(work.data.history, work.data.modulus, low=work.data.draw_low)
     return select_session(full, session)
 
 
@@ -51,9 +52,12 @@ def use_session(work: PrngWorkload, session: str) -> None:
 
 
 def study_key(work: PrngWorkload, *extra: str) -> str:
-    """The workload's study key (generator and the fingerprint of the draws in use), plus the skip mode and
-    its strategies when variable, so a fixed and a variable search never share a study."""
+    """The workload's study key (generator and the fingerprint of the draws in use), plus the mapping when it is
+    not mod and the skip mode and its strategies when variable, so searches that read the draws differently never
+    share a study."""
     key = work.study_key()
+    if work.data.mapping != "mod":
+        key += f"-{work.data.mapping}"
     if work.data.variable:
         digest = hashlib.sha256(repr(work.data.strategies).encode()).hexdigest()[:8]
         key += f"-variable-{digest}"
@@ -76,11 +80,12 @@ def score_payloads(
     param_sets: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], int]:
     """ "score" jobs over the survivors, split across the slots; each node reads its own ramdisk copy of
-    `history_file`. Returns (payloads, parts): survivor i is in payload i % parts."""
+    `history_file` (its draws less data.draw_low, as the workload holds them) and scores through data.mapping.
+    Returns (payloads, parts): survivor i is in payload i % parts."""
     data = workload(ctx).data
     files = {node.name: ctx.ramdisk_path(node, history_file) for node in ctx.config.nodes}
     parts = max(1, min(len(triples), sum(n.slot_count for n in ctx.config.nodes)))
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = mapping_field(data)
     if data.variable:  # the skips run on from the first train draw: the holdout's scan reads the train first
         extra["skip_mode"] = "variable"
         if first_index:

@@ -2,7 +2,9 @@
 -> ranked_survivors.json. The verdict is honest: a top survivor whose holdout match is no better than
 chance is reported as "no survivor beats chance", not as a recovered seed. Variable-skip survivors are scored
 with their strategy's skips, carried on through train into the holdout; their chance per draw is that of
-their strategy's 2*tolerance+1 candidate skips, and a recovery must also be significant against it."""
+their strategy's 2*tolerance+1 candidate skips, and a recovery must also be significant against it. With a
+data.mapping the survivors are scored (and the top rescored on the coordinator) on the seed's library calls; the
+chance per draw stays 1/modulus (every mapping draws uniformly)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pipeline.outputs import read_output, write_output
 from pipeline.prng.answers import confirm_ranking
 from pipeline.prng.chance import SIGNIFICANCE
 from pipeline.prng.data import DataSpec
+from pipeline.prng.mappings import chance_per_draw
 from pipeline.prng.scoring import (
     chance_baseline,
     confirm_variable_ranking,
@@ -54,9 +57,10 @@ def no_seed_verdict(data: DataSpec, sieve: dict[str, Any], best_holdout: float |
         else f"skips {data.skip_range[0]}-{data.skip_range[1]}"
     )
     session = f", session {sieve['session']}" if sieve.get("session", "both") != "both" else ""
+    drawn = f" drawn through {data.mapping}" if data.mapping != "mod" else ""
     return (
-        f"no seed reproduces this history{session}: {data.generator} seeds [{lo}, {hi}) ({hi - lo} seeds), offsets "
-        f"{data.offset_range[0]}-{data.offset_range[1]}, {skips} searched "
+        f"no seed reproduces this history{session}: {data.generator} seeds [{lo}, {hi}) ({hi - lo} seeds){drawn}, "
+        f"offsets {data.offset_range[0]}-{data.offset_range[1]}, {skips} searched "
         f"with window {sieve['window_size']} at threshold {sieve['threshold']:g}; "
         f"{len(sieve['survivors'])} survivor(s) where chance expects {sieve['expected_chance']:.3g}{best}"
     )
@@ -110,12 +114,13 @@ class FullScoring(Step[StepParams]):
                 row["rank"] = rank
             # nothing is claimed from node-reported scores: the top is rescored on the coordinator
             if not data.variable:
-                ranked = confirm_ranking(data.generator, data.modulus, work.history, len(work.train), ranked, params)
+                ranked = confirm_ranking(data.generator, data.modulus, work.history, len(work.train), ranked, params,
+                                         data.mapping)  # fmt: skip
             else:
                 ranked = confirm_variable_ranking(data.generator, data.modulus, data.strategies, work.history.draws,
                                                   len(work.train), ranked, params)  # fmt: skip
         top = ranked[0] if ranked else None
-        chance = 1 / data.modulus
+        chance = chance_per_draw(data.mapping, data.modulus)  # 1/modulus: every mapping draws uniformly
         recovered = bool(top and top["holdout_match"] >= max(RECOVERED_MATCH, 10 * chance))
         baseline = chance_baseline(params, data.modulus)
         if data.variable:

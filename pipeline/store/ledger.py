@@ -1,4 +1,5 @@
-"""The GPU health ledger kept in the run store (the `HealthLedger` contract of cluster/gpu/ledger.py).
+"""The GPU health ledger kept in the run store (the `HealthLedger` contract of cluster/gpu/ledger.py):
+quarantine, kernel-log cursors and lines, cleanup results, and each node's last GPU probe.
 
 Quarantine survives the process: a GPU the scheduler caught faulting at 3 a.m. gets no work in the
 next run either, until it passes probation or an operator releases it. Every action is also appended
@@ -13,6 +14,9 @@ from typing import Any
 from cluster.gpu.kernel_log import KernelCursor
 from cluster.gpu.ledger import CleanupResult, QuarantineEntry
 from pipeline.store.base import StoreBase, dumps, loads, now
+
+# The last GPU probe of each node is kept as one event row per node (no table of its own: schema v3 holds).
+PROBE_EVENT = "gpu_probe"
 
 
 class LedgerMixin(StoreBase):
@@ -140,3 +144,23 @@ class LedgerMixin(StoreBase):
             sql, params = sql + " WHERE node = ?", (node,)
         rows = self._query(sql + " ORDER BY id", params)
         return [{**dict(row), "findings": loads(row["findings"]), "kernel": loads(row["kernel"])} for row in rows]
+
+    # --- each node's last GPU probe: health.min_probe_interval_s across processes (cluster.gpu.probe) --------
+    def last_probe(self, node: str) -> tuple[float, dict[str, Any]] | None:
+        rows = self._query(
+            "SELECT time, detail FROM events WHERE kind = ? AND node = ? ORDER BY id DESC LIMIT 1", (PROBE_EVENT, node)
+        )
+        if not rows:
+            return None
+        reading = loads(rows[0]["detail"])
+        return (float(rows[0]["time"]), reading) if isinstance(reading, dict) else None
+
+    def save_probe(self, node: str, reading: dict[str, Any]) -> None:
+        """Keep the node's newest reading only (the one before it is replaced in the same transaction)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM events WHERE kind = ? AND node = ?", (PROBE_EVENT, node))
+            conn.execute(
+                "INSERT INTO events (run_id, step, kind, node, gpu, reason, detail, time) "
+                "VALUES (NULL, NULL, ?, ?, NULL, ?, ?, ?)",
+                (PROBE_EVENT, node, "last GPU probe of the node", dumps(reading), now()),
+            )

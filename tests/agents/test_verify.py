@@ -111,3 +111,22 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
             verify(tmp_path, path, *args)
         assert exc.value.code == 2
     capsys.readouterr()
+
+
+def test_a_seed_of_draws_a_real_java_program_made_reproduces_under_its_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The history was written by OpenJDK's `new Random(12345).nextInt(1000)` (tests/fixtures/mappings): under
+    data.mapping java_next_int the seed reproduces; scored as raw outputs mod 1000 (--mapping mod) it does not."""
+    fixture = REPO / "tests" / "fixtures" / "mappings" / "history_java_next_int.json"
+    path = pipeline(tmp_path, json.loads(fixture.read_text()), generator="java_lcg", mapping="java_next_int",
+                    offset_range=[0, 3], skip_range=[0, 0])  # fmt: skip
+    assert verify(tmp_path, path, "--generator", "java_lcg", "--seed", "12345") == 0
+    out = capsys.readouterr().out
+    assert "draws made by java_next_int" in out and "best: offset 2, skip 0: 60/60 draws match" in out
+    assert verify(tmp_path, path, "--generator", "java_lcg", "--seed", "12345", "--mapping", "mod") == 1
+    assert capsys.readouterr().out.rstrip().endswith("reproduces: no")
+    # a mapping that cannot apply to the generator is one line naming the options, exit 78
+    assert verify(tmp_path, path, "--generator", "mt19937", "--seed", "12345") == 78
+    err = capsys.readouterr().err
+    assert "--mapping/--generator: java_next_int" in err and "fix:" in err

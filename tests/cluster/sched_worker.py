@@ -16,9 +16,11 @@ payload asks, so tests can inject faults per slot or node without the real sieve
   die_slots    "node:gpu" slots on which the serve-mode worker dies mid-chunk (os._exit(9))
   fake_rss     (serve mode) the resident size to report, in bytes
 
-`--serve` speaks the slot-worker protocol of pipeline.worker (hello, envelopes, frames, heartbeats), with
-the same answers per job; SCHED_WORKER_VERSION overrides the version it reports (default: the version the
-coordinator announced in WATCHER_COORDINATOR_VERSION) and SCHED_WORKER_MEM_TOTAL its machine's memory.
+`--serve` speaks the slot-worker protocol of pipeline.worker (hello, envelopes, frames, heartbeats, and on
+Linux PR_SET_PDEATHSIG: it dies with the thread that started it, as the real worker does, so a scheduler
+that starts workers from a short-lived thread is caught here), with the same answers per job;
+SCHED_WORKER_VERSION overrides the version it reports (default: the version the coordinator announced in
+WATCHER_COORDINATOR_VERSION) and SCHED_WORKER_MEM_TOTAL its machine's memory.
 """
 
 import fcntl
@@ -46,7 +48,23 @@ def main():
     return run_job(json.loads(sys.stdin.read()))
 
 
+def die_with_parent():
+    """Like pipeline.worker.die_with_parent: the kernel SIGKILLs this process when the thread that started it
+    ends (the 'parent' of PR_SET_PDEATHSIG is a thread, not a process)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def serve():
+    ppid = os.getppid()
+    die_with_parent()
+    if os.getppid() != ppid:
+        return 1
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -167,6 +185,7 @@ def run_job(job):
     value = int(job.get("value", 0))
     survivors = [s for s in range(value * 10, value * 10 + 10) if (s * 2654435761) % 7 == 0]
     answer = {"ok": True, "value": value, "survivors": survivors, "seeds_tested": 10, "slot": slot}
+    answer["pid"] = os.getpid()  # which process answered: a slot worker kept across calls answers with one pid
     if job.get("file_dir"):  # like the real worker's large results: left in a file on the node
         path = os.path.join(job["file_dir"], f"survivors-{chunk}.json")
         with open(path, "w") as fh:

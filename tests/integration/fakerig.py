@@ -8,9 +8,16 @@ What a rig is here:
   a command), so commands run as on a real rig, without root;
 - switches to inject faults, read by `bin/rig-shell` (sshd's ForceCommand) on every command:
   `set_gpu(i, state)` (healthy | ffff | eio | na | missing, read by the fake rocm-smi from
-  state/gpu/<i>), `down()`/`up()` (sshd stopped/started), `hang()`/`unhang()` (sshd SIGSTOPped: the
+  state/gpu/<i>; the fake dmesg's SMU line for a faulted GPU is stamped with the kernel uptime of the
+  change), `down()`/`up()` (sshd stopped/started), `hang()`/`unhang()` (sshd SIGSTOPped: the
   kernel still accepts TCP, no banner ever comes), `slow(seconds)`, `fail_times(n)` (the next n commands
-  exit 97 with a message, then commands succeed), `kernel_lines(lines)` (extra `dmesg` lines).
+  exit 97 with a message, then commands succeed), `kernel_lines(lines)` (extra `dmesg` lines as given),
+  `kernel_event(*texts)` (extra `dmesg` lines stamped now, as the kernel would);
+- workers that die as on the rigs, after `worker_faults()` (the node's python is then `bin/rig-python`,
+  which watches each slot worker): a slot's worker dies mid-chunk once its GPU is set to ffff / eio / na,
+  and `fault_worker(i, "oom")` / `fault_worker(i, "gpu-hang")` make the next chunk on GPU i end in an
+  OOM kill (kernel line naming the worker's PID, SIGKILL, nothing on stderr) or a GPU hang (kernel HW
+  exception and ring-test lines, ROCr's message on stderr, abort).
 Every command gets RIG_DIR=<root> in its environment. Every process started here is stopped by PID in
 `stop()`; the pytest fixture in conftest.py calls it at teardown even when a test fails.
 
@@ -105,6 +112,11 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+def uptime() -> float:
+    """Seconds since boot, the clock of dmesg's timestamps."""
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
 def ensure_test_user() -> None:
     """Create the unprivileged rig user once, and let it reach the interpreter the tests run with
     (pyenv lives under /root, which is 0700 on these machines: it needs o+x, nothing more)."""
@@ -133,12 +145,14 @@ class FakeRig:
         self.bin = root / "bin"
         self.state = root / "state"
         self.ramdisk = root / "ramdisk"
+        self.python = sys.executable  # the node's interpreter (worker_faults(): the rig's wrapper)
         self.proc: subprocess.Popen[bytes] | None = None
         self._build()
 
     # -- set-up --------------------------------------------------------------------------------------
     def _build(self) -> None:
-        for path in (self.bin, self.state / "gpu", self.ramdisk, self.root / "work"):
+        for path in (self.bin, self.state / "gpu", self.state / "since", self.state / "worker_fault", self.ramdisk,
+                     self.root / "work"):  # fmt: skip
             path.mkdir(parents=True, exist_ok=True)
         if RIGBIN.is_dir():
             for tool in RIGBIN.iterdir():
@@ -157,6 +171,7 @@ class FakeRig:
             fakesysfs.build_card(self.sysfs, i, self.pci(i), "healthy")
         self.sysfs.chmod(0o755)
         (self.state / "kernel.log").write_text("")
+        (self.state / "python").write_text(sys.executable + "\n")  # what bin/rig-python runs
         hostkey = self.root / "ssh_host_ed25519_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)], check=True)
         pub = (self.root / "ssh_host_ed25519_key.pub").read_text().split()
@@ -259,6 +274,10 @@ class FakeRig:
             raise ValueError(f"unknown GPU state {state!r}")
         if not 0 <= index < self.gpus:
             raise ValueError(f"{self.name} has GPUs 0-{self.gpus - 1}, not {index}")
+        if state in {"ffff", "eio", "na", "hang"}:  # the fake dmesg's SMU line for the GPU, stamped now
+            self._write_state(f"since/{index}", f"{uptime():12.6f}\n")
+        else:
+            (self.state / "since" / str(index)).unlink(missing_ok=True)
         self._write_state(f"gpu/{index}", ("healthy" if state == "sysfs-hang" else state) + "\n")
         fakesysfs.build_card(self.sysfs, index, self.pci(index), "hang" if state == "sysfs-hang" else state)
 
@@ -298,6 +317,29 @@ class FakeRig:
         with (self.state / "kernel.log").open("a") as fh:
             fh.writelines(line.rstrip("\n") + "\n" for line in lines)
 
+    def kernel_event(self, *texts: str) -> list[str]:
+        """Kernel log lines stamped with the kernel's uptime now (rigs share this machine's kernel)."""
+        stamp = uptime()
+        lines = [f"[{stamp + i * 1e-6:12.6f}] {text}" for i, text in enumerate(texts)]
+        self.kernel_lines(lines)
+        return lines
+
+    def worker_faults(self) -> FakeRig:
+        """From now on node_config() names bin/rig-python, so the fault_worker() switches reach the workers."""
+        self.python = str(self.bin / "rig-python")
+        return self
+
+    def fault_worker(self, index: int, kind: str) -> None:
+        """The next chunk in flight on GPU `index` ends in `kind`: "oom" or "gpu-hang" (see bin/rig-python)."""
+        if kind not in {"oom", "gpu-hang"}:
+            raise ValueError(f"unknown worker fault {kind!r}")
+        if self.python != str(self.bin / "rig-python"):
+            raise RuntimeError(f"{self.name}: call worker_faults() before making the config")
+        self._write_state(f"worker_fault/{index}", kind + "\n")
+
+    def worker_fault_pending(self, index: int) -> bool:
+        return (self.state / "worker_fault" / str(index)).exists()
+
     def rocm_smi_calls(self) -> list[str]:
         path = self.state / "rocm-smi.calls"
         return path.read_text().splitlines() if path.exists() else []
@@ -312,7 +354,7 @@ class FakeRig:
             "user": TEST_USER,
             "key_file": str(self.client_key),
             "known_hosts": str(self.known_hosts),
-            "python": sys.executable,
+            "python": self.python,
             "workdir": str(REPO_ROOT),
             "ramdisk_path": str(self.ramdisk),
             "gpu_kind": "rocm",

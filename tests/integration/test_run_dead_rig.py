@@ -1,6 +1,10 @@
 """`watcher run` through the motivating incident: a rig killed (sshd and its workers) in the middle of
-step 1. With enough healthy slots left the run goes on without it, says so, records it, and ends with the
-same step 2 survivors as a fault-free run; below health.min_healthy_gpus it stops with exit 69 naming the rig."""
+step 1. With enough healthy slots left the run goes on without it, says so, records it, posts the webhook
+once for it (every later gate finds it dead again), and ends with the same step 2 survivors as a fault-free
+run; below health.min_healthy_gpus it stops with exit 69 naming the rig.
+
+`reference_survivors` (the fault-free run, made once per test process) is shared with
+test_gpu_faults_run.py: a watcher run costs ~15 s of the suite's budget."""
 
 from __future__ import annotations
 
@@ -8,8 +12,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import fakerig
 import pytest
@@ -23,13 +32,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ENV = {k: v for k, v in os.environ.items() if k not in {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"}}
 
 
-def setup(tmp: Path, rigs, min_healthy: int) -> list[str]:
+def setup(tmp: Path, rigs, min_healthy: int, webhook_url: str | None = None) -> list[str]:
     spec = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     spec["data"].update(history=str(REPO / "data" / "history.json"), offset_range=[6, 8], skip_range=[1, 2])
     spec["steps"][0]["params"].update(trials=12, max_seeds=20_000)
     spec["steps"][1]["params"]["chunk_seeds"] = 1 << 19
     spec["steps"][2]["params"]["trials"] = 4
     spec["agent"]["limits"] = {"retries_per_step": 0, "total_retries": 0}
+    if webhook_url:
+        spec["agent"]["webhook_url"] = webhook_url
     (tmp / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     config = fakerig.cluster_config(rigs, health={"check_torch_devices": False, "min_healthy_gpus": min_healthy},
                                     scheduler={"rocm_smi_min_interval_s": 0, "backoff_s": 0.05})  # fmt: skip
@@ -45,6 +56,47 @@ def watcher_run(tmp: Path, args: list[str]) -> subprocess.Popen:
 
 def survivors(tmp: Path):
     return json.loads((tmp / "state" / "outputs" / "bidirectional_survivors.json").read_text())["data"]
+
+
+_REFERENCE: dict[str, Any] = {}
+
+
+def reference_survivors(tmp: Path, rig: fakerig.FakeRig) -> Any:
+    """Step 2's survivors of a fault-free `watcher run` on one healthy rig (the plan `setup` writes), run
+    once per test process."""
+    if "survivors" not in _REFERENCE:
+        tmp.mkdir(parents=True, exist_ok=True)
+        proc = watcher_run(tmp, setup(tmp, [rig], 1))
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, out
+        _REFERENCE["survivors"] = survivors(tmp)
+    return _REFERENCE["survivors"]
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback HTTP server that keeps every JSON body POSTed to it: (its URL, the bodies)."""
+    bodies: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T0K3N", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def kill_mid_step1(tmp: Path, proc: subprocess.Popen, rig: fakerig.FakeRig) -> None:
@@ -65,10 +117,11 @@ def kill_mid_step1(tmp: Path, proc: subprocess.Popen, rig: fakerig.FakeRig) -> N
 @pytest.mark.parametrize("min_healthy", [2, 4])
 def test_rig_killed_mid_step1(rigs, tmp_path, min_healthy) -> None:
     a, b = rigs(2, gpus=2)
-    args = setup(tmp_path, [a, b], min_healthy)
-    proc = watcher_run(tmp_path, args)
-    kill_mid_step1(tmp_path, proc, b)
-    out, _ = proc.communicate(timeout=400)
+    with webhook_receiver() as (url, posted):
+        args = setup(tmp_path, [a, b], min_healthy, webhook_url=url)
+        proc = watcher_run(tmp_path, args)
+        kill_mid_step1(tmp_path, proc, b)
+        out, _ = proc.communicate(timeout=400)
     if min_healthy == 4:
         assert proc.returncode == 69, out
         assert f"preflight: {b.name}: (127.0.0.1) connection refused" in out, out
@@ -78,10 +131,8 @@ def test_rig_killed_mid_step1(rigs, tmp_path, min_healthy) -> None:
     with RunStore(tmp_path / "state" / "watcher.db", readonly=True) as store:
         events = store.events(kind="node_unreachable")
     assert events and all(e["node"] == b.name for e in events)
+    # every gate after the kill found b dead; the webhook was posted once for it
+    assert len({e["step"] for e in events}) >= 2, events
+    assert [p["reason"].startswith(f"running without {b.name}: ") for p in posted] == [True], posted
     # the same survivors as a fault-free run on the healthy rig alone
-    reference = tmp_path / "ref"
-    reference.mkdir()
-    proc = watcher_run(reference, setup(reference, [a], 1))
-    out2, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, out2
-    assert survivors(tmp_path) == survivors(reference)
+    assert survivors(tmp_path) == reference_survivors(tmp_path / "ref", a)

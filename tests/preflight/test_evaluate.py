@@ -3,6 +3,7 @@ kernel SMU lines (tests/fixtures), parsed as the probe parses them, then judged.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,9 +12,18 @@ import pytest
 from cluster.config import ClusterConfig, HealthPolicy, NodeConfig
 from cluster.errors import NodeUnreachableError
 from cluster.gpu.health import GpuHealth, HealthStatus
-from cluster.gpu.kernel_log import parse_kernel_lines
-from cluster.gpu.ledger import CheckAction, QuarantineEntry, apply_checks, check_action, passes_probation
+from cluster.gpu.kernel_log import KernelCursor, parse_kernel_lines
+from cluster.gpu.ledger import (
+    CheckAction,
+    CleanupResult,
+    HealthLedger,
+    QuarantineEntry,
+    apply_checks,
+    check_action,
+    passes_probation,
+)
 from cluster.gpu.rocm_smi import apply_kernel_faults, parse_rocm_json
+from pipeline.store import RunStore
 from preflight.evaluate import (
     evaluate_capacity,
     evaluate_gpus,
@@ -148,6 +158,9 @@ class MemoryLedger:
     def __init__(self) -> None:
         self.quarantined: dict[tuple[str, int], int] = {}
         self.log: list[tuple[str, int, str]] = []
+        self.cursors: dict[str, KernelCursor] = {}
+        self.cleanups: list[CleanupResult] = []
+        self.probes: dict[str, tuple[float, dict]] = {}
 
     def entries(self) -> list[QuarantineEntry]:
         return [QuarantineEntry(n, g, "r", (), "test", 0.0, streak) for (n, g), streak in self.quarantined.items()]
@@ -167,6 +180,27 @@ class MemoryLedger:
         streak = self.quarantined[(node, gpu)] + 1 if status == "ok" else 0
         self.quarantined[(node, gpu)] = streak
         return streak
+
+    def kernel_cursor(self, node: str) -> KernelCursor | None:
+        return self.cursors.get(node)
+
+    def save_kernel_cursor(self, node: str, cursor: KernelCursor, lines=()) -> None:
+        self.cursors[node] = cursor
+
+    def record_cleanup(self, result: CleanupResult) -> None:
+        self.cleanups.append(result)
+
+    def last_probe(self, node: str) -> tuple[float, dict] | None:
+        return self.probes.get(node)
+
+    def save_probe(self, node: str, reading: dict) -> None:
+        self.probes[node] = (time.time(), reading)
+
+
+def test_the_run_store_and_the_memory_ledger_keep_the_whole_ledger_contract(tmp_path) -> None:
+    assert isinstance(MemoryLedger(), HealthLedger)
+    with RunStore(tmp_path / "watcher.db") as store:
+        assert isinstance(store, HealthLedger)
 
 
 def test_ledger_rules_quarantine_then_release_after_probation() -> None:

@@ -9,9 +9,17 @@ from pathlib import Path
 
 from cluster.config import NodeConfig
 from cluster.gpu.health import HealthStatus, impossible_readings
-from cluster.gpu.kernel_log import KernelCursor, new_lines, oom_line, parse_kernel_lines
+from cluster.gpu.kernel_log import (
+    KernelCursor,
+    map_kfd_nodes,
+    new_lines,
+    node_lines,
+    oom_line,
+    parse_kernel_lines,
+    recent_lines,
+)
 from cluster.gpu.rocm_smi import parse_rocm_json
-from cluster.gpu.sysfs import sysfs_health
+from cluster.gpu.sysfs import parse_kfd_nodes, sysfs_health
 from pipeline.store import RunStore
 from preflight.evaluate import evaluate_identity
 
@@ -28,6 +36,25 @@ def test_other_kernel_signatures_are_read_and_mapped() -> None:
     ]
     assert faults[0].timestamp == 7001.120301
     assert oom_line([f"kernel (oom): {faults[0].line}"]).endswith("oom_score_adj:0")
+    # "HW Exception by GPU node-11": KFD topology node 11, mapped to its GPU once the probe knows its address
+    assert [f.kfd_node for f in faults] == [None, None, 11, None]
+    mapped = map_kfd_nodes(faults, {11: "0000:22:00.0", 3: "0000:03:00.0"})
+    assert [f.pci_bus for f in mapped] == [None, None, "0000:22:00.0", "0000:22:00.0"]
+    assert [f.kind for f in node_lines(mapped)] == ["oom", "soft_lockup"]
+
+
+def test_kfd_topology_and_recent_kernel_lines_are_read() -> None:
+    out = "\n".join([
+        '{"bus": "0000:03:00.0", "vendor": "0x1002", "card": "card0"}',
+        '{"kfd_node": 1, "bus": "0000:03:00.0"}',
+        '{"kfd_node": 2, "bus": "22:00.0"}',
+        '{"kfd_node": "x", "bus": "0000:05:00.0"}',
+        '{"done": true, "cards": 1}',
+    ])  # fmt: skip
+    assert parse_kfd_nodes(out) == {1: "0000:03:00.0", 2: "0000:22:00.0"}
+    text = "[ 1.0] a\n[ 50.5] b\nno stamp\n[ 99.0] c"
+    assert recent_lines(text, 50.5) == "[ 50.5] b\n[ 99.0] c"
+    assert recent_lines("no\nstamps", 50.0) == "no\nstamps"  # printk.time=0: cannot be cut by time
 
 
 def test_only_lines_after_the_cursor_count_and_a_reboot_resets_it() -> None:

@@ -123,6 +123,36 @@ def mt19937(seed: int) -> Iterator[int]:
             yield mt_temper(y)
 
 
+def mt_init_by_array(key: list[int]) -> list[int]:
+    """MT19937 init_by_array(key), line by line as CPython's _randommodule.c (and the 2002 reference) write it."""
+    mt = mt_init(19650218)
+    i, j = 1, 0
+    for _ in range(max(MT_N, len(key))):
+        mt[i] = ((mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1664525)) + key[j] + j) & MASK32
+        i, j = i + 1, j + 1
+        if i >= MT_N:
+            mt[0], i = mt[MT_N - 1], 1
+        if j >= len(key):
+            j = 0
+    for _ in range(MT_N - 1):
+        mt[i] = ((mt[i] ^ ((mt[i - 1] ^ (mt[i - 1] >> 30)) * 1566083941)) - i) & MASK32
+        i += 1
+        if i >= MT_N:
+            mt[0], i = mt[MT_N - 1], 1
+    mt[0] = 0x80000000
+    return mt
+
+
+def python_mt19937(seed: int) -> Iterator[int]:
+    """CPython `random.Random(seed)` for 0 <= seed < 2**32: MT19937 seeded with init_by_array([seed]) (the int's
+    32-bit words, least significant first: one word here); output = `getrandbits(32)`, the tempered word."""
+    mt = mt_init_by_array([seed & MASK32])
+    while True:
+        mt_twist(mt)
+        for y in mt:
+            yield mt_temper(y)
+
+
 def php_mt_rand(seed: int) -> Iterator[int]:
     """PHP >= 7.1 mt_srand(seed); mt_rand(): the MT19937 output shifted right by one (31-bit results)."""
     for y in mt19937(seed):
@@ -272,7 +302,12 @@ REFERENCE: dict[str, Callable[[int], Iterator[int]]] = {
 }
 for _name, _preset in fam.PRESETS.items():
     REFERENCE.setdefault(_name, family_stream(_preset.definition))
-GENERATORS: tuple[str, ...] = tuple(REFERENCE)
+GENERATORS: tuple[str, ...] = tuple(REFERENCE)  # the family presets: every sieve path and kernel runs them
+# Generators whose seeding no family definition has (so no family kernel implements it): they are sieved only by
+# the call-stream paths of pipeline.prng.mappings, whatever data.mapping says (`mod` included); fixed skips only.
+MAPPED_ONLY: dict[str, Callable[[int], Iterator[int]]] = {"python_mt19937": python_mt19937}
+REFERENCE.update(MAPPED_ONLY)
+ALL_GENERATORS: tuple[str, ...] = (*GENERATORS, *MAPPED_ONLY)
 
 
 def check_seed(seed: int) -> int:
@@ -286,7 +321,7 @@ def generate(generator: str, seed: int, n: int) -> list[int]:
     try:
         stream = REFERENCE[generator]
     except KeyError:
-        raise ValueError(f"generator {generator!r} is unknown; choose one of {', '.join(GENERATORS)}") from None
+        raise ValueError(f"generator {generator!r} is unknown; choose one of {', '.join(ALL_GENERATORS)}") from None
     check_seed(int(seed))
     if n < 0:
         raise ValueError(f"n={n} must be >= 0")

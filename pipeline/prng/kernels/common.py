@@ -6,8 +6,13 @@ which halves the lanes per AVX2 register and made the MT19937 kernel about 4x sl
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 U8 = np.uint8
 U32 = np.uint32
@@ -23,6 +28,28 @@ NO_SURVIVOR = -1
 CODE_SHIFT = 16  # code = skip_index << 16 | matches
 
 
+@intrinsic
+def fetch_add(typingctx: Any, counter: Any, value: Any) -> Any:
+    """counter[0] += value atomically; returns the old value. counter: a 1-d int64 array.
+
+    The compact kernels hand out tasks through this instead of prange's static split: numba's OpenMP layer gives
+    each thread an equal share up front, so on a shared machine a thread whose core another process holds makes
+    the whole call wait for it. Pulling tasks from a counter lets the threads that run do the work (the other half
+    of the fix is few, large calls: each parallel region still ends in a barrier; see sieve.fast.COMPACT_CHUNKS)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and isinstance(value, types.Integer)):
+        return None
+    sig = types.int64(counter, value)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        arr_t = signature.args[0]
+        arr = context.make_array(arr_t)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arr_t, arr, [ir.Constant(ir.IntType(64), 0)])
+        val = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "monotonic")
+
+    return sig, codegen
+
+
 def fastmod_params(modulus: int) -> tuple[int, int, int]:
     """(d, magic, shift) so that v mod d = v - ((v*magic) >> shift)*d, corrected by one subtraction.
 
@@ -32,6 +59,37 @@ def fastmod_params(modulus: int) -> tuple[int, int, int]:
     """
     s = modulus.bit_length() - 1
     return modulus, min((1 << (32 + s)) // modulus, (1 << 32) - 1), 32 + s
+
+
+def divisibility_params(modulus: int) -> tuple[int, int, int]:
+    """(inv, k, limit) so that n % modulus == 0 exactly when rotr32(n * inv, k) <= limit, for every uint32 n.
+
+    modulus = 2**k * odd; inv is odd**-1 mod 2**32 and limit = (2**32 - 1) // modulus (Granlund-Montgomery /
+    Hacker's Delight 10-17). The filter asks `x % d == t` as `(x - t) % d == 0` (mod 2**32): one 32-bit multiply,
+    a rotate and an unsigned compare per lane, all single AVX-512 instructions (vpmulld, vprorvd, vpcmpud), where
+    fastmod needs a widening multiply, a shift, a multiply and a fix-up. The only extra seeds it passes are those
+    with x < t and (x - t + 2**32) % d == 0, about t/2**32 of them; the exact scoring drops them.
+    """
+    if not 2 <= modulus <= 1 << 31:
+        raise ValueError(f"modulus {modulus} must be in [2, 2**31]")
+    k = (modulus & -modulus).bit_length() - 1
+    odd = modulus >> k
+    return pow(odd, -1, 1 << 32), k, ((1 << 32) - 1) // modulus
+
+
+@njit(inline="always", cache=True)
+def rotr32(y, k):
+    """y rotated right by k. The `& 31` tells LLVM the amount is below 32: numba does integer ops in 64 bits, and
+    only with that bound does LLVM narrow the shifts back to 32 bits and match a rotate (vprorvd on AVX-512);
+    without it the shift stays a 64-bit vpsrlvq and the whole lane loop drops to 4 lanes per vector."""
+    k = U32(k) & U32(31)
+    return U32(U32(y >> k) | U32(y << (U32(U32(32) - k) & U32(31))))
+
+
+@njit(inline="always", cache=True)
+def divisible(n, inv, k, limit):
+    """n % modulus == 0 for uint32 n; inv, k, limit from divisibility_params(modulus)."""
+    return rotr32(U32(U32(n) * U32(inv)), k) <= U32(limit)
 
 
 @njit(inline="always", cache=True)

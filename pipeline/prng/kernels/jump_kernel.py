@@ -1,7 +1,10 @@
 """numba sieve for the LCG family (every Lcg and Pcg preset) via affine jump-ahead.
 
-Every draw position costs one 64-bit multiply-add whatever the offset or skip, so the filter touches only
-the first few draws of each skip for all lanes, and the rare candidates are scored draw by draw.
+Every draw position costs one multiply-add whatever the offset or skip, so the filter touches only the first few
+draws of each skip for all lanes, and the rare candidates are scored draw by draw. The filter runs over aligned
+blocks of JUMP_LANES seeds in 32-bit lanes: for lcg32 and java_lcg the jump becomes a per-block scalar plus a
+vector induction and the residue test a multiply-rotate-compare (common.divisibility_params), so a seed costs a
+handful of vector instructions shared by 16 lanes. Only survivors are written.
 """
 
 from __future__ import annotations
@@ -9,7 +12,17 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from pipeline.prng.kernels.common import CODE_SHIFT, LANES, NO_SURVIVOR, TASK_SEEDS, U8, U32, U64, fastmod
+from pipeline.prng.kernels.common import (
+    CODE_SHIFT,
+    NO_SURVIVOR,
+    U8,
+    U32,
+    U64,
+    divisible,
+    fastmod,
+    fetch_add,
+    rotr32,
+)
 
 KIND_LCG32, KIND_JAVA, KIND_MINSTD, KIND_PCG, KIND_POW2, KIND_MOD31 = 0, 1, 2, 3, 4, 5
 MASK48 = U64((1 << 48) - 1)
@@ -74,106 +87,136 @@ def _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift, pmask, pshi
     return best
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def jump_sieve(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, code, pmask, pshift, pout):
-    """code[i] = skip_index << 16 | matches for seed start+i, or -1. coef_*: uint64 [n_skips, k], check order."""
-    n_skips = coef_a.shape[0]
-    n_tasks = (count + TASK_SEEDS - 1) // TASK_SEEDS
-    for t in prange(n_tasks):
-        sv = np.empty(LANES, np.uint64)
-        hit = np.empty(LANES, np.uint8)
-        t1 = min(count, (t + 1) * TASK_SEEDS)
-        for b0 in range(t * TASK_SEEDS, t1, LANES):
-            base = U64(start + b0)
-            for lane in range(LANES):
-                sv[lane] = start_value(kind, base + U64(lane))
-                hit[lane] = 0
-            for si in range(n_skips):
-                for j in range(n_filter):
-                    a = coef_a[si, j]
-                    c = coef_c[si, j]
-                    tg = targets[j]
-                    for lane in range(LANES):
-                        v = jump_output(kind, a, c, sv[lane], pmask, pshift, pout)
-                        if fastmod(v, d, magic, shift) == tg:
-                            hit[lane] = 1
-            for lane in range(min(LANES, t1 - b0)):
-                if hit[lane]:
-                    code[b0 + lane] = _verify(
-                        kind, sv[lane], coef_a, coef_c, targets, need, d, magic, shift, pmask, pshift, pout
-                    )
-                else:
-                    code[b0 + lane] = NO_SURVIVOR
+# Seeds per filter block: a power of two (blocks are aligned, so java's seed scramble is a lane permutation) and a
+# multiple of 64 (LLVM's vector body is 16 u32 lanes x 4 interleaved: no scalar remainder loop).
+JUMP_LANES = 512
+JUMP_TASK_SEEDS = JUMP_LANES * 64  # seeds per task handed out by the shared counter (a few us of work)
+JAVA_XOR_LO = U32(0x5DEECE66D & 0xFFFFFFFF)
+JAVA_XOR_HI = U64(0x5DEECE66D & ~0xFFFFFFFF)
+
+
+def compact_tasks(start: int, count: int) -> int:
+    """Tasks (and output segments) jump_sieve_compact uses for seeds [start, start+count)."""
+    first = start - start % JUMP_LANES
+    return -(-(start + count - first) // JUMP_TASK_SEEDS)
+
+
+def task_range(start: int, count: int, t: int) -> tuple[int, int]:
+    """Seeds [lo, hi) of task t of a jump_sieve_compact call on [start, start+count)."""
+    first = start - start % JUMP_LANES + t * JUMP_TASK_SEEDS
+    return max(start, first), min(start + count, first + JUMP_TASK_SEEDS)
 
 
 @njit(inline="always", cache=True)
-def fastmod32(x, d32, magic32, qshift):
-    """x mod d for uint32 x, all in 32-bit lanes: q = (x*magic) >> 32 >> qshift (one vpmuludq per lane pair)."""
-    q = U32(U32((U64(x) * U64(magic32)) >> U64(32)) >> U32(qshift))
-    r = U32(x - U32(q * d32))
-    return U32(r - d32) if r >= d32 else r
+def _flag(hit, v, h, first):
+    """The first (skip, draw) pair stores the flag, the others OR into it: nothing is zeroed beforehand."""
+    if first:
+        hit[v] = U8(h)
+    else:
+        hit[v] = U8(hit[v] | U8(h))
 
 
 @njit(inline="always", cache=True)
-def _filter_block(kind, base, coef_a, coef_c, targets, n_filter, d32, magic32, qshift, pmask, pshift, pout, hit):
-    """hit[lane] = 1 where seed base+lane matches any filter draw. One branch-free lane loop per (skip, draw) and
-    per kind, so LLVM vectorises each: 32-bit lanes for lcg32 (the jump is a u32 multiply-add), 64-bit for the
-    48/64-bit states. The residue test writes a byte per lane; nothing else is stored."""
-    for lane in range(LANES):
-        hit[lane] = 0
+def _filter_block(kind, b, coef_a, coef_c, targets, n_filter, inv, rot, limit, pmask, pshift, pout, hit, words):
+    """hit[v] = 1 where the seed behind lane v of aligned block b may match a filter draw; returns the OR of
+    hit's words (0: no candidate in the block). Lane v is seed b + v, except for java, where it is seed
+    b + (v ^ (JAVA_XOR_LO % JUMP_LANES)).
+
+    Each (skip, draw) pair is one branch-free u32 lane loop whose per-lane work is the residue test (see
+    common.divisibility_params): the affine jump a*s + c is a per-block scalar plus a*v, carried as a running
+    sum so LLVM makes it a vector induction (one add per vector, no multiply). Nothing but hit[] is stored, and
+    the any-hit reduction is one pass over its words afterwards (a per-lane OR inside the loop cost 3 extra
+    vector ops per 8 lanes)."""
     n_skips = coef_a.shape[0]
+    first = True
     for si in range(n_skips):
         for j in range(n_filter):
             a = coef_a[si, j]
             c = coef_c[si, j]
             tg = U32(targets[j])
             if kind == KIND_LCG32:
-                # Measured (bench/ceiling, one core): this 64-bit-lane form 2.4 G/s; the same in u32 lanes with a
-                # u32 induction 0.9 G/s (LLVM then splits the 32x32->64 magic multiply into even/odd halves).
-                for lane in range(LANES):
-                    x = U32(a * U64(base + lane) + c)
-                    hit[lane] |= U8(fastmod32(x, d32, magic32, qshift) == tg)
+                # y = (a*s + c - tg) * inv = (a*inv)*s + (c-tg)*inv (mod 2**32), s = b + v
+                step = U32(U32(a) * U32(inv))
+                y = U32(U32(step * U32(b)) + U32(U32(U32(c) - tg) * U32(inv)))
+                for v in range(JUMP_LANES):
+                    _flag(hit, v, rotr32(y, rot) <= limit, first)
+                    y = U32(y + step)
             elif kind == KIND_JAVA:
-                for lane in range(LANES):
-                    s = (U64(base + lane) ^ U64(0x5DEECE66D)) & MASK48
-                    x = U32(((a * s + c) & MASK48) >> U64(16))
-                    hit[lane] |= U8(fastmod32(x, d32, magic32, qshift) == tg)
+                # s = (seed ^ 0x5DEECE66D) & MASK48 = sb + v over an aligned block; state = S + a*v (mod 2**48) and
+                # output = state bits 16..47 = S_hi + a_hi*v + ((S_lo + a_lo*v) >> 16) (mod 2**32), all in u32
+                # (S_lo + a_lo*v < 2**26 for v < 512)
+                sb = U64(U32(U32(b) ^ JAVA_XOR_LO) & U32(~(JUMP_LANES - 1))) | JAVA_XOR_HI
+                big = (a * sb + c) & MASK48
+                lo = U32(big & U64(0xFFFF))
+                hi = U32(U32(big >> U64(16)) - tg)
+                a_lo = U32(a & U64(0xFFFF))
+                a_hi = U32(a >> U64(16))
+                # np.add/np.right_shift keep u32 in the IR: with U32(lo + a_lo), numba's 64-bit add and LLVM's range
+                # knowledge of lo widened both inductions to 64-bit lanes (inspect_asm: vpaddq, vpsrlq, vpmovqd and
+                # vinserti64x4 were 14 of the loop's 29 vector instructions per 32 seeds; now 2 vpaddd, 1 vpsrld per 16)
+                for v in range(JUMP_LANES):
+                    x = np.add(hi, np.right_shift(lo, U32(16)))
+                    _flag(hit, v, divisible(x, inv, rot, limit), first)
+                    lo = np.add(lo, a_lo)
+                    hi = np.add(hi, a_hi)
             else:
-                for lane in range(LANES):
-                    s = start_value(kind, U64(base + lane))
+                for v in range(JUMP_LANES):
+                    s = start_value(kind, U64(b + v))
                     x = U32(jump_output(kind, a, c, s, pmask, pshift, pout))
-                    hit[lane] |= U8(fastmod32(x, d32, magic32, qshift) == tg)
+                    _flag(hit, v, divisible(U32(x - tg), inv, rot, limit), first)
+            first = False
+    acc = U64(0)
+    for w in range(JUMP_LANES // 8):
+        acc |= words[w]
+    return acc
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def jump_sieve_compact(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, pmask, pshift,
-                       pout, out_idx, out_code, counts):  # fmt: skip
-    """Like jump_sieve, but writes only survivors: task t (seeds t*TASK_SEEDS ..) puts its survivors' offsets
-    (from `start`) and codes at out_idx/out_code[t*TASK_SEEDS : t*TASK_SEEDS + counts[t]].
+def jump_sieve_compact(kind, start, count, coef_a, coef_c, targets, n_filter, need, d, magic, shift, inv, rot, limit,
+                       pmask, pshift, pout, workers, cap, out_idx, out_code, counts):  # fmt: skip
+    """Survivors among seeds [start, start+count), written compactly: one segment of `cap` entries per task, task
+    t putting its survivors' offsets from `start` and codes (skip_index << 16 | matches) at
+    out_idx/out_code[t*cap : t*cap + min(counts[t], cap)]. counts[t] > cap: the task overflowed, and its range
+    (task_range) must be run again with cap >= JUMP_TASK_SEEDS. coef_*: uint64 [n_skips, k], check order.
 
-    Only 32-bit residues are filtered here (every jump kind's output fits in 32 bits)."""
-    d32 = U32(d)
-    magic32 = U32(magic)
-    qshift = U32(shift - U64(32))
-    n_tasks = (count + TASK_SEEDS - 1) // TASK_SEEDS
-    for t in prange(n_tasks):
-        hit = np.empty(LANES, np.uint8)
+    Blocks of JUMP_LANES seeds are aligned (the first may start before `start`, the last end after start+count:
+    those lanes are dropped when hits are collected). Tasks of JUMP_TASK_SEEDS seeds are pulled from a shared
+    counter by `workers` loops (numba.get_num_threads(), one per thread; see common.fetch_add). The filter passes
+    a superset (see _filter_block); every flagged seed is rescored exactly by _verify."""
+    first = start - start % JUMP_LANES
+    stop = start + count
+    n_tasks = (stop - first + JUMP_TASK_SEEDS - 1) // JUMP_TASK_SEEDS
+    perm = (JAVA_XOR_LO & U32(JUMP_LANES - 1)) if kind == KIND_JAVA else U32(0)
+    next_task = np.zeros(1, np.int64)
+    for _worker in prange(workers):
+        hit = np.empty(JUMP_LANES, np.uint8)
         words = hit.view(np.uint64)
-        n = 0
-        t0 = t * TASK_SEEDS
-        t1 = min(count, t0 + TASK_SEEDS)
-        for b0 in range(t0, t1, LANES):
-            _filter_block(kind, start + b0, coef_a, coef_c, targets, n_filter, d32, magic32, qshift, pmask, pshift,
-                          pout, hit)  # fmt: skip
-            for w in range(words.shape[0]):
-                if words[w] == U64(0):
+        while True:
+            t = fetch_add(next_task, 1)
+            if t >= n_tasks:
+                break
+            n = 0
+            o = t * cap
+            t0 = first + t * JUMP_TASK_SEEDS
+            t1 = min(stop, t0 + JUMP_TASK_SEEDS)
+            for b in range(t0, t1, JUMP_LANES):
+                if _filter_block(kind, b, coef_a, coef_c, targets, n_filter, inv, rot, limit, pmask, pshift, pout,
+                                 hit, words) == U64(0):  # fmt: skip
                     continue
-                for lane in range(w * 8, min(w * 8 + 8, t1 - b0)):
-                    if hit[lane]:
-                        s = start_value(kind, U64(start + b0 + lane))
-                        code = _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift, pmask, pshift, pout)
-                        if code != NO_SURVIVOR:
-                            out_idx[t0 + n] = b0 + lane
-                            out_code[t0 + n] = code
-                            n += 1
-        counts[t] = n
+                for w in range(JUMP_LANES // 8):
+                    if words[w] == U64(0):
+                        continue
+                    for v in range(w * 8, w * 8 + 8):
+                        if hit[v]:
+                            seed = b + (v ^ perm)
+                            if seed < start or seed >= stop:
+                                continue
+                            s = start_value(kind, U64(seed))
+                            code = _verify(kind, s, coef_a, coef_c, targets, need, d, magic, shift, pmask, pshift,
+                                           pout)  # fmt: skip
+                            if code != NO_SURVIVOR:
+                                if n < cap:
+                                    out_idx[o + n] = seed - start
+                                    out_code[o + n] = code
+                                n += 1
+            counts[t] = n

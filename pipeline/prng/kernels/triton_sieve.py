@@ -14,6 +14,7 @@ per-seed scratch row, twisted and tempered in u32).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -156,6 +157,22 @@ def _mt_kernel(start, n, need_ptr, n_need, ops_ptr, n_ops, slot_ptr, tgt_ptr, n_
     _emit(seed, hit, mask, out_ptr, count_ptr, cap)
 
 
+def collect(
+    launch: Callable[[torch.Tensor, torch.Tensor, int], None], n: int, device: str, cap: int | None = None
+) -> torch.Tensor:
+    """Run a filter kernel that appends candidates to `out` (room for `cap`) and counts them all in `count`;
+    when more than `cap` hit (dense survivors: tiny modulus, low threshold) it is run again with room for all."""
+    cap = cap or max(1024, n // 64)
+    while True:
+        out = torch.empty(cap, dtype=torch.int64, device=device)
+        count = torch.zeros(1, dtype=torch.int32, device=device)
+        launch(out, count, cap)
+        got = int(count.item())
+        if got <= cap:
+            return out[:got]
+        cap = got
+
+
 def _u64_as_i64(values: list[int]) -> list[int]:
     return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
 
@@ -210,16 +227,7 @@ class TritonFilter:
         return torch.tensor(values, dtype=dtype, device=self.device)
 
     def candidates(self, lo: int, hi: int, cap: int | None = None) -> torch.Tensor:
-        n = hi - lo
-        cap = cap or max(1024, n // 64)
-        while True:
-            out = torch.empty(cap, dtype=torch.int64, device=self.device)
-            count = torch.zeros(1, dtype=torch.int32, device=self.device)
-            self._launch(lo, n, out, count, cap)
-            got = int(count.item())
-            if got <= cap:
-                return out[:got]
-            cap = got  # dense survivors (tiny modulus, low threshold): rerun with room for all
+        return collect(lambda out, count, room: self._launch(lo, hi - lo, out, count, room), hi - lo, self.device, cap)
 
     def _launch(self, lo: int, n: int, out: torch.Tensor, count: torch.Tensor, cap: int) -> None:
         d, magic, qshift = self.mod

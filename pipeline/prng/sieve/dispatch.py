@@ -4,6 +4,10 @@ Public entry points for the pipeline steps and the worker. Three interchangeable
 sets: "fast" (numba kernels, cpu), "fallback" (pure torch, cpu or cuda) and "reference" (plain Python, tests
 only). "auto" picks fast on cpu when numba imports, the torch path otherwise. Heavy imports are deferred so
 that `python -m pipeline.worker` starts quickly.
+
+A spec whose draws are library calls rather than raw outputs (`spec.mapping` other than mod, or a generator only
+the mapped paths implement) goes to pipeline.prng.mappings on the same three paths: its numba walk on cpu, its
+torch batches (cpu or GPU), its plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ __all__ = ["GENERATORS", "PATHS", "SieveResult", "SieveSpec", "generate", "sieve
 
 PATHS = ("auto", "fast", "fallback", "reference")
 VERIFY_CHUNK = 1 << 16
+TRITON_MAPPED_BLOCK = 1 << 26  # seeds per Triton walk launch (its candidate buffer is n/64 seeds)
 
 
 @dataclass
@@ -144,6 +149,8 @@ def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = N
     device = device or default_device()
     chosen = choose_path(path, device)
     t0 = time.perf_counter()
+    if spec.mapped:
+        return _mapped(spec, range(start, end), device, chosen, t0)
     if spec.variable:
         return _variable(spec, range(start, end), device, chosen, t0)
     if chosen == "fast" and device.startswith("cpu"):
@@ -178,6 +185,8 @@ def verify_seeds(
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     t0 = time.perf_counter()
+    if spec.mapped:
+        return _mapped(spec, arr, device, "reference" if path == "reference" else "fallback", t0)
     if spec.variable:
         return _variable(spec, arr, device, "reference" if path == "reference" else "fallback", t0)
     if path == "reference":
@@ -204,6 +213,44 @@ def verify_seeds(
         used = "fallback"
     out = _sorted(*arrays)
     return SieveResult(*out, seeds_tested=int(arr.size), seconds=time.perf_counter() - t0, path=used, device=device)
+
+
+def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
+    """Mapped sieve of `seeds` (a range, or sorted unique seeds): numba for a range on cpu ("fast"), the plain
+    Python oracle ("reference"), on a GPU ("fast") the fused Triton walk for java.util.Random's calls
+    (pipeline.prng.kernels.triton_mapped), torch otherwise (MT19937-based mappings on a GPU too)."""
+    if chosen == "reference":
+        from pipeline.prng.mappings.library import reference_sieve
+
+        found = reference_sieve(spec, seeds)
+        arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
+    elif chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
+        from pipeline.prng.mappings.numba_path import numba_sieve
+
+        arrays = numba_sieve(spec, seeds.start, seeds.stop)
+    elif chosen == "fast" and isinstance(seeds, range) and spec.mapping in ("java_next_int", "java_next_double"):
+        arrays = _mapped_triton(spec, seeds, device)  # GPU: the fused java.util.Random walk, then exact scoring
+    else:
+        from pipeline.prng.mappings.torch_path import torch_sieve
+
+        arrays = torch_sieve(spec, seeds, device)
+        chosen = "fallback"
+    out = _sorted(*arrays)
+    return SieveResult(*out, seeds_tested=len(seeds), seconds=time.perf_counter() - t0, path=chosen, device=device)
+
+
+def _mapped_triton(spec: SieveSpec, seeds: range, device: str) -> tuple[np.ndarray, ...]:
+    """Candidates from the Triton walk in blocks, each block's candidates scored on the whole window by torch."""
+    from pipeline.prng.kernels.triton_mapped import MappedJavaFilter
+    from pipeline.prng.mappings.torch_path import buffer_length, score
+
+    walk = MappedJavaFilter(spec, device, lambda calls: buffer_length(spec.mapping, spec.modulus, calls))
+    parts = []
+    for lo in range(seeds.start, seeds.stop, TRITON_MAPPED_BLOCK):
+        cand = walk.candidates(lo, min(lo + TRITON_MAPPED_BLOCK, seeds.stop))
+        if cand.numel():
+            parts.append([t.cpu().numpy().astype(np.int64) for t in score(spec, cand)])
+    return tuple(np.concatenate([p[i] for p in parts]) if parts else np.empty(0, dtype=np.int64) for i in range(3))
 
 
 def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:

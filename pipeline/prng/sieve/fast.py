@@ -6,16 +6,23 @@ Importing this module imports numba; pipeline.prng.sieve only does so when the f
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads
 
 from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import jump
 from pipeline.prng.generators.mt_plan import mt_program
-from pipeline.prng.kernels.common import fastmod_params
+from pipeline.prng.kernels.common import divisibility_params, fastmod_params
 from pipeline.prng.sieve.spec import SieveSpec
 
 MT_N = 624
 MT_LANE_LIMIT = 4 * MT_N  # filter positions beyond this use the scalar kernel (the word program grows)
 CHUNK = 1 << 21  # seeds per kernel call: bounds the per-seed code array to 8 MiB
+# A compact (survivors-only) kernel call takes COMPACT_CHUNKS * CHUNK seeds (2**28): one parallel region per call,
+# because on a shared machine each region can wait a scheduler slice for a thread whose core is busy elsewhere.
+COMPACT_CHUNKS = 128
+# Output slots per compact kernel task (a few thousand seeds): 2**28 seeds take at most 37449 tasks, 19 MiB of
+# np.empty buffers of which only pages with survivors are touched. Windows where more seeds pass rerun the task.
+TASK_CAP = 64
 VARIABLE_CHUNK = 1 << 16  # variable-skip calls are slower per seed; smaller calls keep progress granular
 
 
@@ -75,6 +82,7 @@ class FastPlan:
         self.need = spec.need
         d, magic, shift = fastmod_params(spec.modulus)
         self.mod = (np.uint64(d), np.uint64(magic), np.uint64(shift))
+        self.divisible = tuple(np.uint32(v) for v in divisibility_params(spec.modulus))
         g = spec.generator
         self.kind = "jump" if g in jump.JUMP_GENERATORS else "stream"
         if self.kind == "stream" and _stream_gen(g) is None:
@@ -104,87 +112,75 @@ class FastPlan:
         self.ops = np.array(ops, dtype=np.int64).reshape(-1, 4)
         self.out_slot = np.array([[slot[int(p)] for p in row] for row in fpos], dtype=np.int64)
 
-    def run_compact(self, start: int, count: int, buffers: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Jump kinds only: (offsets from start, codes) of the survivors, from a kernel that writes nothing else.
+    @property
+    def compact(self) -> bool:
+        """Whether run_compact applies: the jump kernel and the stream lane kernel write survivors only."""
+        return self.kind == "jump" or (self.kind == "stream" and self.lanes)
 
-        buffers: (idx int32, code int32, counts int64), reusable, sized for `count` seeds (np.empty: only the pages
-        that receive survivors are ever touched)."""
+    def _task_range(self, start: int, count: int, t: int) -> tuple[int, int]:
+        if self.kind == "jump":
+            from pipeline.prng.kernels.jump_kernel import task_range
+
+            return task_range(start, count, t)
         from pipeline.prng.kernels.common import TASK_SEEDS
-        from pipeline.prng.kernels.jump_kernel import jump_sieve_compact
 
-        idx, code, counts = buffers
-        n_tasks = -(-count // TASK_SEEDS)
+        return start + t * TASK_SEEDS, min(start + count, start + (t + 1) * TASK_SEEDS)
+
+    def run_compact(self, start: int, count: int, cap: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets from start, codes) of the survivors, from a kernel that writes nothing else (see `compact`).
+
+        Each kernel task gets `cap` output slots (default TASK_CAP): np.empty, so only pages that receive
+        survivors are touched. A task that finds more (dense windows: tiny moduli, low thresholds) is run again
+        on its own with room for every seed."""
+        from pipeline.prng.kernels.common import TASK_SEEDS
+        from pipeline.prng.kernels.jump_kernel import JUMP_TASK_SEEDS, compact_tasks, jump_sieve_compact
+        from pipeline.prng.kernels.stream_kernel import stream_sieve_compact
+
+        cap = cap or TASK_CAP
+        jump_kind = self.kind == "jump"
+        n_tasks = compact_tasks(start, count) if jump_kind else -(-count // TASK_SEEDS)
+        idx, code = np.empty(n_tasks * cap, np.int32), np.empty(n_tasks * cap, np.int32)
+        counts = np.empty(n_tasks, np.int64)
         d, magic, shift = self.mod
-        jump_sieve_compact(self.jump_kind, start, count, self.coef_a, self.coef_c, self.targets, self.n_filter,
-                           self.need, d, magic, shift, *self.pow2, idx, code, counts[:n_tasks])  # fmt: skip
-        full = np.flatnonzero(counts[:n_tasks])
-        if full.size == 0:
+        if jump_kind:
+            jump_sieve_compact(self.jump_kind, start, count, self.coef_a, self.coef_c, self.targets, self.n_filter,
+                               self.need, d, magic, shift, *self.divisible, *self.pow2, get_num_threads(), cap, idx,
+                               code, counts)  # fmt: skip
+        else:
+            stream_sieve_compact(self.gen, start, count, self.positions, self.targets, self.n_filter, self.need, d,
+                                 magic, shift, *self.divisible, self.needed, self.ops, self.out_slot,
+                                 get_num_threads(), cap, idx, code, counts)  # fmt: skip
+        idx_parts, code_parts = [], []
+        for t in np.flatnonzero(counts).tolist():
+            n = int(counts[t])
+            if n <= cap:
+                idx_parts.append(idx[t * cap : t * cap + n])
+                code_parts.append(code[t * cap : t * cap + n])
+                continue
+            lo, hi = self._task_range(start, count, t)
+            sub_idx, sub_code = self.run_compact(lo, hi - lo, max(cap, JUMP_TASK_SEEDS if jump_kind else TASK_SEEDS))
+            idx_parts.append(sub_idx + np.int32(lo - start))
+            code_parts.append(sub_code)
+        if not idx_parts:
             return idx[:0], code[:0]
-        if full.size == n_tasks and int(counts[:n_tasks].sum()) == count:  # every seed survived
-            return idx[:count], code[:count]
-        keep = [slice(t * TASK_SEEDS, t * TASK_SEEDS + int(counts[t])) for t in full.tolist()]
-        return np.concatenate([idx[k] for k in keep]), np.concatenate([code[k] for k in keep])
+        return np.concatenate(idx_parts), np.concatenate(code_parts)
 
     def run_chunk(self, start: int, count: int, code: np.ndarray | None = None) -> np.ndarray:
-        """int32 codes per seed: -1, or skip_index << 16 | matches. `code`: a reusable buffer of >= count."""
+        """int32 codes per seed (-1, or skip_index << 16 | matches) for the kinds without a compact kernel: the
+        generic family kernel, and MT windows past the lane program. `code`: a reusable buffer of >= count."""
         code = np.empty(count, dtype=np.int32) if code is None else code[:count]
         d, magic, shift = self.mod
-        if self.kind == "jump":
-            from pipeline.prng.kernels.jump_kernel import jump_sieve
-
-            jump_sieve(
-                self.jump_kind,
-                start,
-                count,
-                self.coef_a,
-                self.coef_c,
-                self.targets,
-                self.n_filter,
-                self.need,
-                d,
-                magic,
-                shift,
-                code,
-                *self.pow2,
-            )
-        elif self.kind == "family":
+        if self.kind == "family":
             from pipeline.prng.kernels.family_kernel import family_sieve
 
-            family_sieve(
-                self.family_kind,
-                self.params,
-                start,
-                count,
-                self.positions,
-                self.targets.astype(np.uint64),
-                self.n_filter,
-                self.need,
-                np.uint64(self.spec.modulus),
-                code,
-            )
-        elif self.lanes:
-            from pipeline.prng.kernels.stream_kernel import stream_sieve_lanes
-
-            stream_sieve_lanes(
-                self.gen,
-                start,
-                count,
-                self.positions,
-                self.targets,
-                self.n_filter,
-                self.need,
-                d,
-                magic,
-                shift,
-                self.needed,
-                self.ops,
-                self.out_slot,
-                code,
-            )
-        else:
+            family_sieve(self.family_kind, self.params, start, count, self.positions, self.targets.astype(np.uint64),
+                         self.n_filter, self.need, np.uint64(self.spec.modulus), code)  # fmt: skip
+        elif self.kind == "stream" and not self.lanes:
             from pipeline.prng.kernels.stream_kernel import stream_sieve_scalar
 
             stream_sieve_scalar(self.gen, start, count, self.positions, self.targets, self.need, d, magic, shift, code)
+        else:
+            raise ValueError(f"{self.spec.generator}: use run_compact")
         return code
 
 
@@ -193,12 +189,10 @@ def fast_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, np.nd
     plan = FastPlan(spec)
     parts = []
     size = min(CHUNK, end - start)
-    if plan.kind == "jump":  # survivors only: no per-seed code array to write and scan
-        from pipeline.prng.kernels.common import TASK_SEEDS
-
-        bufs = (np.empty(size, np.int32), np.empty(size, np.int32), np.empty(-(-size // TASK_SEEDS), np.int64))
-        for lo in range(start, end, CHUNK):
-            idx, code = plan.run_compact(lo, min(CHUNK, end - lo), bufs)
+    if plan.compact:  # survivors only: no per-seed code array to write and scan
+        step = COMPACT_CHUNKS * CHUNK
+        for lo in range(start, end, step):
+            idx, code = plan.run_compact(lo, min(step, end - lo))
             if idx.size:
                 c = code.astype(np.int64)
                 parts.append((idx.astype(np.int64) + lo, spec.skip_min + (c >> 16), c & 0xFFFF))

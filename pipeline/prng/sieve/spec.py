@@ -15,7 +15,8 @@ from typing import Any
 from cluster.errors import ConfigError
 from pipeline.prng.chance import required_matches
 from pipeline.prng.generators.jump import JUMP_GENERATORS
-from pipeline.prng.generators.reference import GENERATORS
+from pipeline.prng.generators.reference import ALL_GENERATORS, GENERATORS
+from pipeline.prng.mappings.library import MOD, generator_error, mapping_error, uses_mapped_path
 
 MAX_SEED = 1 << 32
 MAX_WINDOW = 65535
@@ -48,6 +49,10 @@ class SieveSpec:
     skip_mode="variable" searches each draw's skip instead (pipeline.prng.sieve.variable): `strategies` are
     (max consecutive misses, skip tolerance) pairs, default their five presets; `offset` outputs are discarded
     first; skip_min/skip_max/first_draw must stay 0 and direction forward.
+
+    mapping (pipeline.prng.mappings): how the library turns outputs into a draw; positions then count library
+    calls, not outputs (a rejection sampler takes a seed-dependent number of outputs per call). "mod" (the raw
+    output mod modulus, one output a call) is the default and leaves every payload as it was.
     """
 
     generator: str
@@ -61,10 +66,13 @@ class SieveSpec:
     direction: str = "forward"
     skip_mode: str = "fixed"
     strategies: tuple[tuple[int, int], ...] = ()
+    mapping: str = MOD
 
     def __post_init__(self) -> None:
-        if self.generator not in GENERATORS:
-            raise SieveSpecError(f"spec.generator {self.generator!r} is unknown; use one of {', '.join(GENERATORS)}")
+        if self.generator not in ALL_GENERATORS:
+            raise SieveSpecError(
+                f"spec.generator {self.generator!r} is unknown; use one of {', '.join(ALL_GENERATORS)}"
+            )
         for name in ("modulus", "offset", "first_draw", "skip_min", "skip_max"):
             object.__setattr__(self, name, _as_int(getattr(self, name), f"spec.{name}"))
         object.__setattr__(
@@ -90,10 +98,18 @@ class SieveSpec:
         if self.direction not in DIRECTIONS:
             raise SieveSpecError(f"spec.direction={self.direction!r} must be 'forward' or 'reverse'")
         self._check_skip_mode()
+        problem = (
+            mapping_error(self.mapping, self.generator, self.modulus, self.skip_mode)
+            if isinstance(self.mapping, str)
+            else f"{self.mapping!r} must be a mapping name"
+        ) or generator_error(self.generator, self.skip_mode)
+        if problem:
+            raise SieveSpecError(f"spec.mapping={self.mapping!r}: {problem}")
         if self.variable:
             return
         last = self.position(self.k - 1, self.skip_max)
-        if self.generator in STREAM_GENERATORS and last >= MAX_STREAM_POSITION:
+        walked = self.generator in STREAM_GENERATORS or uses_mapped_path(self.generator, self.mapping)
+        if walked and last >= MAX_STREAM_POSITION:
             raise SieveSpecError(
                 f"spec.offset/first_draw/skip_max put the last draw at output {last}; {self.generator} is limited "
                 f"to positions below {MAX_STREAM_POSITION}: use a smaller offset or window"
@@ -133,6 +149,11 @@ class SieveSpec:
         return self.skip_mode == "variable"
 
     @property
+    def mapped(self) -> bool:
+        """Whether the mapped (call-stream) paths of pipeline.prng.mappings sieve this spec."""
+        return uses_mapped_path(self.generator, self.mapping)
+
+    @property
     def scan_length(self) -> int:
         """Draws a variable-skip scan examines (their kernels stop at MAX_VARIABLE_DRAWS)."""
         return min(self.k, MAX_VARIABLE_DRAWS)
@@ -168,6 +189,8 @@ class SieveSpec:
             d["strategies"] = [list(s) for s in self.strategies]
         else:  # fixed-skip payloads stay exactly as before the variable mode existed
             del d["skip_mode"], d["strategies"]
+        if self.mapping == MOD:  # and as before mappings existed
+            del d["mapping"]
         return d
 
     @classmethod

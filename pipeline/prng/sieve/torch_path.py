@@ -8,15 +8,18 @@ the whole window.
 from __future__ import annotations
 
 import importlib.util
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import torch_gen
+from pipeline.prng.generators.mt_plan import mt_program
 from pipeline.prng.sieve.spec import SieveSpec
 
-CHUNK = 1 << 16  # seeds per step on cpu: int32 words stay in L2 (each eager op ~6 us there, single-threaded)
+CHUNK = 1 << 17  # seeds per step on cpu: the int32 words a chain step touches (3 x 512 KiB) stay in L2
 CUDA_CHUNK = 1 << 22  # on a GPU larger chunks amortise kernel launches
 
 
@@ -40,14 +43,90 @@ def score_torch(
     return seeds[keep], best_idx[keep] + spec.skip_min, best[keep]
 
 
+def divisibility_params(modulus: int) -> tuple[int, int, int]:
+    """(inv, k, limit) of pipeline.prng.kernels.common.divisibility_params, which this path cannot import (that
+    module imports numba, and this path must run without it): n % modulus == 0 iff rotr32(n*inv, k) <= limit."""
+    k = (modulus & -modulus).bit_length() - 1
+    return pow(modulus >> k, -1, 1 << 32), k, ((1 << 32) - 1) // modulus
+
+
+class MtFilter:
+    """The MT19937 filter stage in lean int32 torch: which seeds of a chunk match some filter draw.
+
+    Only the words the filter draws need are computed (pipeline.prng.generators.mt_plan: output p < 227 needs init
+    words p, p+1, p+397), the chain in four preallocated-out ops a step (torch_gen._mt_words), the few twists and
+    tempers in place, each distinct (position, target) tested once. The residue test stays in int32:
+    `(y - target) % d == 0` as rotr((y - target) * inv, k) <= limit (divisibility_params), the unsigned compare
+    done signed on values biased by 2**31. It passes the seeds with
+    y % d == target plus the rare y < target with (y - target + 2**32) % d == 0; score_torch rescoring drops those.
+    Per seed the chain's ~1600 element-wise ops are nearly all of the cost.
+    """
+
+    def __init__(self, spec: SieveSpec, device: str, mt_words: torch_gen.MtWords | None = None) -> None:
+        pos = _positions(spec)
+        n_filter = spec.filter_length()
+        order = spec.check_order()
+        pairs = sorted({(p, spec.residues[order[j]]) for row in pos for j, p in enumerate(row[:n_filter])})
+        self.needed, self.ops, slot = mt_program(sorted({p for p, _ in pairs}))
+        by_slot: dict[int, list[int]] = {}
+        for p, r in pairs:
+            by_slot.setdefault(slot[p], []).append(r)
+        d = fam.PRESETS[spec.generator].definition
+        assert isinstance(d, fam.Mt19937)
+        self.out_shift = d.out_shift
+        inv, self.k, limit = divisibility_params(spec.modulus)
+
+        def c(v: int) -> torch.Tensor:
+            return torch.tensor(_i32(v), dtype=torch.int32, device=device)
+
+        self.tests = [(s, [c(r) for r in sorted(set(rs))]) for s, rs in sorted(by_slot.items())]
+        self.inv, self.k_right, self.k_left = c(inv), c(self.k), c(32 - self.k)
+        self.k_mask = c((1 << (32 - self.k)) - 1)
+        self.bias, self.limit = c(1 << 31), c(limit ^ (1 << 31))
+        self.one, self.low31 = c(1), c(0x7FFFFFFF)
+        self.mt_words = mt_words or torch_gen._mt_words
+
+    def hits(self, seeds32: torch.Tensor) -> torch.Tensor:
+        """bool [n]: seeds (int32 bit patterns) that may pass; a superset of those matching a filter draw."""
+        init = self.mt_words(seeds32, self.needed)
+        words = [init[j] for j in self.needed]
+        t = torch.empty_like(seeds32)
+        for _dst, a, b, c in self.ops:  # dst is always the next slot: ops come in slot order
+            out = torch.empty_like(seeds32)
+            torch_gen.mt_next_into(words[a], words[b], words[c], out, t)
+            words.append(out)
+        y, u = torch.empty_like(seeds32), torch.empty_like(seeds32)
+        hit: torch.Tensor | None = None
+        for slot, targets in self.tests:
+            torch_gen.mt_temper_into(words[slot], y, t)
+            if self.out_shift:
+                y.bitwise_right_shift_(self.one).bitwise_and_(self.low31)
+            for tg in targets:
+                torch.sub(y, tg, out=t)
+                t.mul_(self.inv)  # wraps in int32: the bits of the uint32 product
+                if self.k:
+                    torch.bitwise_right_shift(t, self.k_right, out=u)
+                    u.bitwise_and_(self.k_mask)
+                    t.bitwise_left_shift_(self.k_left).bitwise_or_(u)
+                h = torch.le(t.bitwise_xor_(self.bias), self.limit)
+                hit = h if hit is None else hit.logical_or_(h)
+        assert hit is not None
+        return hit
+
+
 def torch_sieve(
     spec: SieveSpec, start: int, end: int, device: str, *, use_triton: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """use_triton: run the MT init chain in the fused Triton kernel (GPUs; cpu only under TRITON_INTERPRET=1).
 
     On cpu the chunks are small (L2-resident) and run on a thread per core with torch's intra-op threads off:
-    eager int32 ops release the GIL, and torch's OpenMP split of each 64K-element op cost ~30x more per op than a
-    single thread on the shared 2-core machine (a barrier per op, and other tenants on the cores)."""
+    torch's OpenMP split of each 64K-element op cost ~30x more per op than a single thread on the shared 2-core
+    machine (a barrier per op, and other tenants on the cores). The threads overlap only where the GIL is not
+    taken per op: the MT chain runs as TorchScript (torch_gen._scripted_chain); the few other ops of a chunk stay
+    eager. Each thread pulls chunks as it goes (a busy core just takes fewer) and scores its candidates in batches
+    of SCORE_BATCH: scoring re-runs the generator over the window, and as eager ops its cost hardly depends on how
+    many seeds it scores (MT: the same ~1600-op chain; measured 2.3 ms for 128 candidates, about a tenth of
+    filtering the 131072-seed chunk they came from)."""
     mt_words = None
     if use_triton:
         from pipeline.prng.kernels.triton_mt import mt_words
@@ -57,33 +136,85 @@ def torch_sieve(
     filter_pos = [p for row in pos for p in row[:n_filter]]
     ftargets = torch.tensor([spec.residues[j] for j in order[:n_filter]] * len(pos), dtype=torch.int64, device=device)
     int32_seeds = spec.generator in torch_gen.INT32_SEED_GENERATORS
+    mt_filter = MtFilter(spec, device, mt_words) if int32_seeds else None
 
-    def run(lo: int, hi: int) -> list[np.ndarray] | None:
+    def candidates(lo: int, hi: int) -> torch.Tensor:
+        """int64 seeds of [lo, hi) that match a filter draw (MT: a superset, see MtFilter)."""
         if int32_seeds:  # the seed's bit pattern: int32 end to end, widened only for the few candidates
             seeds = torch.arange(hi - lo, dtype=torch.int32, device=device).add_(_i32(lo))
         else:
             seeds = torch.arange(lo, hi, dtype=torch.int64, device=device)
-        out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus, mt_words=mt_words)
-        hit = (out == ftargets.view(-1, 1)).any(dim=0)
+        if mt_filter is not None:
+            hit = mt_filter.hits(seeds)
+        else:
+            out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus, mt_words=mt_words)
+            hit = (out == ftargets.view(-1, 1)).any(dim=0)
         cand = seeds[hit]
-        if not cand.numel():
-            return None
-        if int32_seeds:
-            cand = cand.to(torch.int64) & 0xFFFFFFFF
-        return [t.cpu().numpy() for t in score_torch(spec, cand, mt_words)]
+        return cand.to(torch.int64) & 0xFFFFFFFF if int32_seeds else cand
+
+    def score(cands: list[torch.Tensor]) -> list[np.ndarray]:
+        return [t.cpu().numpy() for t in score_torch(spec, torch.cat(cands), mt_words)]
 
     if device.startswith("cpu"):
-        bounds = [(lo, min(end, lo + CHUNK)) for lo in range(start, end, CHUNK)]
-        # torch's thread count is per OS thread (OpenMP): set in each worker, the caller's is left alone
-        with ThreadPoolExecutor(torch.get_num_threads(), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            found = list(pool.map(lambda b: run(*b), bounds))
+        parts = _cpu_pool([(lo, min(end, lo + CHUNK)) for lo in range(start, end, CHUNK)], candidates, score)
     else:
-        found = [run(lo, min(end, lo + CUDA_CHUNK)) for lo in range(start, end, CUDA_CHUNK)]
-    parts = [p for p in found if p is not None]
+        parts = []
+        for lo in range(start, end, CUDA_CHUNK):
+            cand = candidates(lo, min(end, lo + CUDA_CHUNK))
+            if cand.numel():
+                parts.append(score([cand]))
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore[return-value]
+
+
+SCORE_BATCH = 1 << 14  # candidates a cpu worker collects before scoring them in one call
+
+
+def _cpu_pool(
+    bounds: list[tuple[int, int]],
+    candidates: Callable[[int, int], torch.Tensor],
+    score: Callable[[list[torch.Tensor]], list[np.ndarray]],
+) -> list[list[np.ndarray]]:
+    """torch.get_num_threads() threads, each pulling the next chunk, filtering it, and scoring its candidates
+    SCORE_BATCH at a time (and the rest when the chunks run out). torch's thread count is per OS thread (OpenMP):
+    each worker sets its own to 1, the caller's is left alone."""
+    todo = iter(bounds)
+    lock = threading.Lock()
+    results: list[list[np.ndarray]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        torch.set_num_threads(1)
+        pending: list[torch.Tensor] = []
+        n = 0
+        try:
+            while not errors:
+                with lock:
+                    b = next(todo, None)
+                if b is None:
+                    break
+                cand = candidates(*b)
+                if cand.numel():
+                    pending.append(cand)
+                    n += cand.numel()
+                if n >= SCORE_BATCH:
+                    results.append(score(pending))
+                    pending, n = [], 0
+            if pending and not errors:
+                results.append(score(pending))
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, torch.get_num_threads()))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _i32(value: int) -> int:
