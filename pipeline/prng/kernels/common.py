@@ -130,6 +130,24 @@ def xorshift_step(x):
 
 
 @njit(cache=True)
+def score_values(values, positions, targets, need):
+    """Best (lowest on ties) skip code for one seed given the values it drew (already reduced, or a mapping's
+    calls); NO_SURVIVOR if no skip reaches `need` matches. Code: skip index << 16 | matches."""
+    n_skips, k = positions.shape
+    best = NO_SURVIVOR
+    best_m = -1
+    for si in range(n_skips):
+        m = 0
+        for j in range(k):
+            if values[positions[si, j]] == targets[j]:
+                m += 1
+        if m >= need and m > best_m:
+            best_m = m
+            best = (si << 16) | m
+    return best
+
+
+@njit(cache=True)
 def score_outputs(stream, positions, targets, need, d, magic, shift):
     """Best (lowest on ties) skip code for one seed given its output stream; NO_SURVIVOR if none passes."""
     n_skips, k = positions.shape

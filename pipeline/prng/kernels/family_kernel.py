@@ -17,7 +17,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from pipeline.prng.kernels.common import NO_SURVIVOR, TASK_SEEDS, U32, U64, mt_init_step, mt_next, mt_temper
+from pipeline.prng.kernels.common import (
+    NO_SURVIVOR,
+    TASK_SEEDS,
+    U32,
+    U64,
+    mt_init_step,
+    mt_next,
+    mt_temper,
+    score_values,
+)
 
 FK_LCG, FK_PCG, FK_XS32, FK_XS64, FK_XS128, FK_MT, FK_XOSHIRO, FK_PHILOX, FK_SFC = range(9)
 MT_N, MT_M = 624, 397
@@ -173,22 +182,6 @@ def gen_next(kind, p, st):
     return tmp
 
 
-@njit(cache=True)
-def _score(res, positions, targets, need):
-    n_skips, k = positions.shape
-    best = NO_SURVIVOR
-    best_m = -1
-    for si in range(n_skips):
-        m = 0
-        for j in range(k):
-            if res[positions[si, j]] == targets[j]:
-                m += 1
-        if m >= need and m > best_m:
-            best_m = m
-            best = (si << 16) | m
-    return best
-
-
 @njit(parallel=True, cache=True)
 def family_sieve(kind, p, start, count, positions, targets, n_filter, need, modulus, code):
     """Fixed-skip sieve over seeds [start, start+count): positions int64 [n_skips, k] in check order."""
@@ -216,7 +209,7 @@ def family_sieve(kind, p, start, count, positions, targets, n_filter, need, modu
                 continue
             for q in range(flast + 1, last + 1):
                 res[q] = gen_next(kind, p, st) % modulus
-            code[i] = _score(res, positions, targets, need)
+            code[i] = score_values(res, positions, targets, need)
 
 
 @njit(cache=True)

@@ -21,7 +21,17 @@ import numpy as np
 from numba import njit, prange
 
 from pipeline.prng.generators import reference as ref
-from pipeline.prng.kernels.common import LANES, NO_SURVIVOR, TASK_SEEDS, U32, U64, mt_init_step, mt_next, mt_temper
+from pipeline.prng.kernels.common import (
+    LANES,
+    NO_SURVIVOR,
+    TASK_SEEDS,
+    U32,
+    U64,
+    mt_init_step,
+    mt_next,
+    mt_temper,
+    score_values,
+)
 from pipeline.prng.mappings import library as lib
 
 GEN_JAVA, GEN_MT, GEN_MT_ARRAY = 0, 1, 2
@@ -193,22 +203,6 @@ def _walk_scalar(gen, kind, n, a, b, seed, base, count, js, mt, ix, words, calls
         calls[c] = _call(gen, kind, n, a, b, js, mt, ix, words, 0)
 
 
-@njit(cache=True)
-def _score(calls, positions, targets, need):
-    n_skips, k = positions.shape
-    best = NO_SURVIVOR
-    best_m = -1
-    for si in range(n_skips):
-        m = 0
-        for j in range(k):
-            if calls[positions[si, j]] == targets[j]:
-                m += 1
-        if m >= need and m > best_m:
-            best_m = m
-            best = (si << 16) | m
-    return best
-
-
 @njit(inline="always", cache=True)
 def _lanes_genrand(first, words, upto, keep, x):
     """init_genrand words 0..upto-1 for LANES seeds; only those the lazy outputs read are stored (0..keep and
@@ -309,7 +303,7 @@ def mapped_sieve(gen, mp, base, start, count, positions, targets, n_filter, need
                     code[i] = NO_SURVIVOR
                     continue
                 _walk_scalar(gen, kind, n, a, b, seed, base, last + 1, js, mt, ix, words, calls)
-                code[i] = _score(calls, positions, targets, need)
+                code[i] = score_values(calls, positions, targets, need)
 
 
 @njit(cache=True)
