@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check in one go (target: under 5 minutes): the seven first families on the fused Triton path ("fast") and the
 # portable torch path ("fallback"), each row's survivors checked against the reference, seeds/s per family and path;
-# then every output mapping (bench/mappings.py: the Triton java.util.Random walk as "fast", torch otherwise),
-# every survivor re-scored by the plain-Python oracle.
+# the other presets on the fused path;
+# then every output mapping (bench/mappings.py: the fused Triton walks of java.util.Random's and MT19937's calls as
+# "fast", torch as "fallback"), every survivor re-scored by the plain-Python oracle.
 #   bench/gpu_check.sh [extra bench/sieve.py options]      exit status 1 if any row failed its check
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,4 +12,11 @@ PY=${PYTHON:-.venv/bin/python}
 "$PY" -c "import triton" 2>/dev/null || echo "triton not installed: 'fast' rows fall back to torch" >&2
 timeout 200 "$PY" bench/sieve.py --device cuda --variable '' --repeat 3 --size $((1 << 30)) \
   --generators java_lcg,lcg32,minstd,xorshift32,pcg32,mt19937,php_mt_rand --paths fast,fallback "$@"
+# every other preset (prng_cluster.*, minstd_rand0: the generic LCG kinds and the walked 64-bit / Philox kernels),
+# fused path only, smaller blocks: each row verified the same way
+OTHERS=$("$PY" -c "from pipeline.prng.generators.reference import GENERATORS as G
+first = {'java_lcg', 'lcg32', 'minstd', 'xorshift32', 'pcg32', 'mt19937', 'php_mt_rand'}
+print(','.join(g for g in G if g not in first))")
+timeout 120 "$PY" bench/sieve.py --device cuda --variable '' --repeat 1 --size $((1 << 28)) --generators "$OTHERS" \
+  --paths fast "$@"
 exec timeout 90 "$PY" bench/mappings.py --device cuda --repeat 2 --size $((1 << 26))

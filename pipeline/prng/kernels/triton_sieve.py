@@ -7,9 +7,11 @@ first `filter_length` draws of some skip). Runs on GPUs through torch's `cuda` d
 cpu under TRITON_INTERPRET=1 (the tests). Import only where triton is installed.
 
 Families: lcg32 (u32 multiply-add), minstd (u32 with umulhi: the 62-bit product in two 32-bit halves),
-java_lcg and pcg32 (48/64-bit states: u64 multiply-add, the output in u32), xorshift32 (walked in a u32
-register), mt19937 / php_mt_rand (the init chain in a u32 register, the few words the window needs spilled to a
-per-seed scratch row, twisted and tempered in u32).
+java_lcg and pcg32 (48/64-bit states: u64 multiply-add, the output in u32), any other LCG with a power-of-two or
+2**31-1 modulus (u64, the kinds of the numba jump kernel), xorshift32 (walked in a u32 register), mt19937 /
+php_mt_rand (the init chain in a u32 register, the few words the window needs spilled to a per-seed scratch row,
+twisted and tempered in u32). Every preset of these families runs here (prng_cluster.* included); the walked
+64-bit and counter-based families (xorshift64/128, xoshiro256++, sfc64, Philox) are in triton_stream.py.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pipeline.prng.generators.mt_plan import mt_program
 from pipeline.prng.kernels.common import fastmod_params
 
 BLOCK = 256
-TRITON_GENERATORS = ("java_lcg", "lcg32", "minstd", "xorshift32", "pcg32", "mt19937", "php_mt_rand")
-K_LCG32, K_JAVA, K_MINSTD, K_PCG = 0, 1, 2, 3
+# every preset of a family with a kernel here (the jump kinds are pipeline.prng.generators.jump's, as numba's)
+TRITON_GENERATORS = tuple(
+    n for n, p in fam.PRESETS.items() if isinstance(p.definition, fam.Lcg | fam.Pcg | fam.Xorshift32 | fam.Mt19937)
+)
 MT_N = 624
 
 
@@ -53,19 +57,23 @@ def _emit(seeds, hit, mask, out_ptr, count_ptr, cap):
 
 
 @triton.jit
-def _jump_kernel(start, n, coef_a_ptr, coef_c_ptr, tgt_ptr, n_entries, d, magic, qshift, out_ptr, count_ptr, cap,
-                 KIND: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+def _jump_kernel(start, n, coef_a_ptr, coef_c_ptr, tgt_ptr, n_entries, d, magic, qshift, pmask, pshift, pout, out_ptr,
+                 count_ptr, cap, KIND: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+    """KIND: pipeline.prng.generators.jump's kinds (0 lcg32, 1 java, 2 minstd, 3 pcg32, 4 any power-of-two modulus
+    with pmask / pshift / pout, 5 any modulus 2**31-1 with an increment)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
     seed = (start + offs.to(tl.int64)).to(tl.uint64)
     seed32 = seed.to(tl.uint32)
     if KIND == 1:  # java_lcg: (seed ^ 0x5DEECE66D) mod 2**48
         s = (seed ^ 0x5DEECE66D) & 0xFFFFFFFFFFFF
-    elif KIND == 2:  # minstd: seed mod (2**31-1), 0 -> 1 (seed < 2**32 = 2m + 2: one fold)
+    elif KIND == 2 or KIND == 5:  # seed mod (2**31-1) (seed < 2**32 = 2m + 2: one fold); minstd maps 0 to 1
         s32 = (seed32 & 0x7FFFFFFF) + (seed32 >> 31)
         s32 = tl.where(s32 >= 0x7FFFFFFF, s32 - 0x7FFFFFFF, s32)
-        s32 = tl.where(s32 == 0, 1, s32).to(tl.uint32)
-    else:
+        if KIND == 2:
+            s32 = tl.where(s32 == 0, 1, s32)
+        s32 = s32.to(tl.uint32)
+    else:  # lcg32, pcg32, and power-of-two moduli: the mask after the multiply-add does the reduction
         s = seed
     hit = tl.zeros([BLOCK], dtype=tl.int1)
     for e in range(n_entries):
@@ -82,6 +90,14 @@ def _jump_kernel(start, n, coef_a_ptr, coef_c_ptr, tgt_ptr, n_entries, d, magic,
             hi = tl.umulhi(a32, s32)
             v = (lo & 0x7FFFFFFF) + ((hi << 1) | (lo >> 31))
             v = tl.where(v >= 0x7FFFFFFF, v - 0x7FFFFFFF, v).to(tl.uint32)
+        elif KIND == 4:  # m = 2**k: the state bits under pmask, shifted and masked to the output
+            x = ((a * s + c) & tl.cast(pmask, tl.uint64)) >> tl.cast(pshift, tl.uint64)
+            v = (x & tl.cast(pout, tl.uint64)).to(tl.uint32)
+        elif KIND == 5:  # (a*s + c) mod (2**31-1): a, s, c < 2**31, the sum below 2**63; two folds, one subtract
+            x = a * s32.to(tl.uint64) + c
+            x = (x & 0x7FFFFFFF) + (x >> 31)
+            x = (x & 0x7FFFFFFF) + (x >> 31)
+            v = tl.where(x >= 0x7FFFFFFF, x - 0x7FFFFFFF, x).to(tl.uint32)
         else:  # pcg32 XSH-RR from the state before the draw
             old = a * s + c
             xs = (((old >> 18) ^ old) >> 27).to(tl.uint32)
@@ -193,7 +209,8 @@ class TritonFilter:
         g = spec.generator
         d_ = fam.preset(g).definition
         if g in jump.JUMP_GENERATORS:
-            self.kind = {"lcg32": K_LCG32, "java_lcg": K_JAVA, "minstd": K_MINSTD, "pcg32": K_PCG}[g]
+            self.kind = jump.KIND[g]
+            self.pow2 = jump.kernel_params(g)
             coefs = [jump.coefficients(g, p) for p, _ in entries]
             self.coef_a = self._t(_u64_as_i64([a for a, _ in coefs]), torch.int64)
             self.coef_c = self._t(_u64_as_i64([c for _, c in coefs]), torch.int64)
@@ -233,8 +250,8 @@ class TritonFilter:
         d, magic, qshift = self.mod
         grid = (triton.cdiv(n, BLOCK),)
         if self.family == "jump":
-            _jump_kernel[grid](lo, n, self.coef_a, self.coef_c, self.tgt, self.n_entries, d, magic, qshift, out,
-                               count, cap, KIND=self.kind, BLOCK=BLOCK)  # fmt: skip
+            _jump_kernel[grid](lo, n, self.coef_a, self.coef_c, self.tgt, self.n_entries, d, magic, qshift,
+                               *self.pow2, out, count, cap, KIND=self.kind, BLOCK=BLOCK)  # fmt: skip
         elif self.family == "xorshift32":
             _xorshift_kernel[grid](lo, n, self.first, self.tgt, self.last, *self.shifts, d, magic, qshift, out, count,
                                    cap, BLOCK=BLOCK)  # fmt: skip

@@ -150,6 +150,18 @@ def php_limit(n: int) -> int:
     return MASK32 - (MASK32 % n) - 1
 
 
+def walk_param(mapping: str, n: int) -> int:
+    """The one number a compiled walk needs besides n: numpy's mask, Python's shift, PHP's limit (0 for a power of
+    two or a mapping without one)."""
+    if mapping == "numpy_randint":
+        return numpy_mask(n)
+    if mapping == "python_randrange":
+        return python_shift(n)
+    if mapping == "php_mt_rand" and not is_pow2(n):
+        return php_limit(n)
+    return 0
+
+
 def reject_probability(mapping: str, n: int) -> float:
     """P(one attempt is rejected) for a uniform 32-bit output: sizes the torch path's output buffers."""
     if mapping == "java_next_int":

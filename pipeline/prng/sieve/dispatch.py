@@ -217,8 +217,8 @@ def verify_seeds(
 
 def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
     """Mapped sieve of `seeds` (a range, or sorted unique seeds): numba for a range on cpu ("fast"), the plain
-    Python oracle ("reference"), on a GPU ("fast") the fused Triton walk for java.util.Random's calls
-    (pipeline.prng.kernels.triton_mapped), torch otherwise (MT19937-based mappings on a GPU too)."""
+    Python oracle ("reference"), on a GPU ("fast") the fused Triton walk of the library's calls
+    (pipeline.prng.kernels.triton_mapped), torch otherwise (explicit seeds; MT calls past the walk's reach)."""
     if chosen == "reference":
         from pipeline.prng.mappings.library import reference_sieve
 
@@ -228,8 +228,8 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
         from pipeline.prng.mappings.numba_path import numba_sieve
 
         arrays = numba_sieve(spec, seeds.start, seeds.stop)
-    elif chosen == "fast" and isinstance(seeds, range) and spec.mapping in ("java_next_int", "java_next_double"):
-        arrays = _mapped_triton(spec, seeds, device)  # GPU: the fused java.util.Random walk, then exact scoring
+    elif chosen == "fast" and isinstance(seeds, range) and (walk := _triton_walk(spec, device)) is not None:
+        arrays = _mapped_triton(spec, seeds, walk)  # GPU: the fused walk of the library's calls, then exact scoring
     else:
         from pipeline.prng.mappings.torch_path import torch_sieve
 
@@ -239,12 +239,28 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
     return SieveResult(*out, seeds_tested=len(seeds), seconds=time.perf_counter() - t0, path=chosen, device=device)
 
 
-def _mapped_triton(spec: SieveSpec, seeds: range, device: str) -> tuple[np.ndarray, ...]:
-    """Candidates from the Triton walk in blocks, each block's candidates scored on the whole window by torch."""
-    from pipeline.prng.kernels.triton_mapped import MappedJavaFilter
-    from pipeline.prng.mappings.torch_path import buffer_length, score
+def _triton_walk(spec: SieveSpec, device: str) -> Any:
+    """The fused Triton walk for this spec's calls (java.util.Random's, or MT19937's within the 227 outputs its
+    cursors reach), or None."""
+    from pipeline.prng.kernels.triton_mapped import TRITON_MAPPINGS, MappedJavaFilter, MappedMtFilter
+    from pipeline.prng.mappings import library as lib
+    from pipeline.prng.mappings.torch_path import BY_ARRAY_BASE, buffer_length
 
-    walk = MappedJavaFilter(spec, device, lambda calls: buffer_length(spec.mapping, spec.modulus, calls))
+    def steps(calls: int) -> int:
+        return buffer_length(spec.mapping, spec.modulus, calls)
+
+    if spec.mapping in TRITON_MAPPINGS:
+        return MappedJavaFilter(spec, device, steps)
+    if spec.generator not in lib.MT_GENERATORS + lib.PYTHON_GENERATORS or not MappedMtFilter.fits(spec, steps):
+        return None
+    base = BY_ARRAY_BASE if spec.generator in lib.PYTHON_GENERATORS else None
+    return MappedMtFilter(spec, device, steps, lib.walk_param(spec.mapping, spec.modulus), base)
+
+
+def _mapped_triton(spec: SieveSpec, seeds: range, walk: Any) -> tuple[np.ndarray, ...]:
+    """Candidates from the Triton walk in blocks, each block's candidates scored on the whole window by torch."""
+    from pipeline.prng.mappings.torch_path import score
+
     parts = []
     for lo in range(seeds.start, seeds.stop, TRITON_MAPPED_BLOCK):
         cand = walk.candidates(lo, min(lo + TRITON_MAPPED_BLOCK, seeds.stop))

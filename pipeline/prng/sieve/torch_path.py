@@ -312,13 +312,19 @@ TRITON_CHUNK = 1 << 26  # seeds per fused-kernel launch on a GPU (candidates are
 
 
 def triton_sieve(spec: SieveSpec, start: int, end: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fused Triton filter (pipeline.prng.kernels.triton_sieve) for its families, then score_torch on the
-    candidates; other generators take torch_sieve with the Triton MT init chain."""
+    """Fused Triton filter (pipeline.prng.kernels.triton_sieve for the jumped, xorshift32 and MT families,
+    triton_stream for the walked 64-bit and counter-based ones), then score_torch on the candidates; a generator
+    with neither takes torch_sieve with the Triton MT init chain."""
     from pipeline.prng.kernels.triton_sieve import TRITON_GENERATORS, TritonFilter
+    from pipeline.prng.kernels.triton_stream import STREAM_GENERATORS, StreamFilter
 
-    if spec.generator not in TRITON_GENERATORS:
+    filt: TritonFilter | StreamFilter
+    if spec.generator in TRITON_GENERATORS:
+        filt = TritonFilter(spec, device)
+    elif spec.generator in STREAM_GENERATORS:
+        filt = StreamFilter(spec, device)
+    else:
         return torch_sieve(spec, start, end, device, use_triton=True)
-    filt = TritonFilter(spec, device)
     parts = []
     for lo in range(start, end, TRITON_CHUNK):
         cand = filt.candidates(lo, min(end, lo + TRITON_CHUNK))
