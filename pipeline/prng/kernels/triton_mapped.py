@@ -36,8 +36,11 @@ TRITON_MAPPINGS = ("java_next_int", "java_next_double")
 MT_MAPPINGS = ("numpy_randint", "python_randrange", "php_mt_rand", "mod")  # mod: for python_mt19937's stream
 MT_WALK_STEPS = 227  # outputs the cursors reach before w[t+397] would need a twisted word (624 - 397)
 K_NUMPY, K_PYTHON, K_PHP, K_PHP_POW2, K_MOD = 0, 1, 2, 3, 4
-INIT_MULT, BY_ARRAY_MULT1, BY_ARRAY_MULT2 = 1812433253, 1664525, 1566083941
-JAVA_MULT, JAVA_ADD, MASK48 = 0x5DEECE66D, 0xB, (1 << 48) - 1
+# constants the kernels read: compiled Triton reads a module global only when it is a constexpr (the interpreter
+# reads any, so only an ahead-of-time compile catches a plain int here: tests/pipeline/test_triton_compile.py)
+INIT_MULT = tl.constexpr(1812433253)
+BY_ARRAY_MULT1, BY_ARRAY_MULT2 = tl.constexpr(1664525), tl.constexpr(1566083941)
+JAVA_MULT, JAVA_ADD, MASK48 = tl.constexpr(0x5DEECE66D), tl.constexpr(0xB), tl.constexpr((1 << 48) - 1)
 K_NEXT_INT, K_NEXT_INT_POW2, K_NEXT_DOUBLE = 0, 1, 2
 
 

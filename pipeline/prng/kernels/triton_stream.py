@@ -30,7 +30,9 @@ FAMILIES = {
     fam.Philox4x32: F_PHILOX,
 }
 STREAM_GENERATORS = tuple(n for n, p in fam.PRESETS.items() if type(p.definition) in FAMILIES)
-PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+# compiled Triton reads a module global only when it is a constexpr
+PHILOX_M0, PHILOX_M1 = tl.constexpr(0xD2511F53), tl.constexpr(0xCD9E8D57)
+PHILOX_W0, PHILOX_W1 = tl.constexpr(0x9E3779B9), tl.constexpr(0xBB67AE85)
 
 
 @triton.jit

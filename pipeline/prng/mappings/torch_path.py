@@ -23,6 +23,7 @@ import torch
 
 from pipeline.prng.generators import reference as ref
 from pipeline.prng.generators import torch_gen
+from pipeline.prng.kernels.gpu import triton_usable
 from pipeline.prng.mappings import library as lib
 
 SIGMAS = 6.0  # buffer margin in standard deviations of the rejections (tests set it low to exhaust seeds)
@@ -227,11 +228,8 @@ def torch_sieve(
     """(seeds, skips, matches) of the survivors among `seeds` (a range, or explicit seeds): every seed walked over
     the filter draws' calls, the hits (and any exhausted seed) scored on the whole window."""
     mt_words = None
-    if not device.startswith("cpu"):
-        import importlib.util
-
-        if importlib.util.find_spec("triton") is not None:
-            from pipeline.prng.kernels.triton_mt import mt_words
+    if not device.startswith("cpu") and triton_usable(device):
+        from pipeline.prng.kernels.triton_mt import mt_words
     pos = _positions(spec)
     n_filter = spec.filter_length()
     fpos = torch.tensor([row[:n_filter] for row in pos], dtype=torch.int64, device=device).flatten()

@@ -110,23 +110,25 @@ def numba_available() -> bool:
     return True
 
 
-def triton_available() -> bool:
-    import importlib.util
+def triton_available(device: str) -> bool:
+    """Triton is installed and runs on `device` (pipeline.prng.kernels.gpu: RDNA2 is refused by Triton 3.9)."""
+    from pipeline.prng.kernels.gpu import triton_usable
 
-    return importlib.util.find_spec("triton") is not None
+    return triton_usable(device)
 
 
 def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_triton: bool | None = None) -> str:
     """Which implementation runs for a requested path on a device.
 
     "fast" is the compiled kernel of the device: numba on cpu, the fused Triton filter kernels on a GPU
-    (pipeline.prng.kernels.triton_sieve; families without one run eager torch with the Triton MT init chain).
+    (pipeline.prng.kernels.triton_sieve and triton_stream). A GPU Triton cannot run on (not installed, or an
+    architecture its backend refuses) gets "fallback" for "auto", and "fast" is refused with the reason logged.
     """
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     on_gpu = not device.startswith("cpu")
     if on_gpu:
-        have = triton_available() if have_triton is None else have_triton
+        have = triton_available(device) if have_triton is None else have_triton
         need = "triton"
     else:
         have = numba_available() if have_numba is None else have_numba
@@ -134,7 +136,10 @@ def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_
     if path == "auto":
         return "fast" if have else "fallback"
     if path == "fast" and not have:
-        raise SieveSpecError(f"path='fast' on device={device!r} needs {need}, which is not installed; use 'fallback'")
+        raise SieveSpecError(
+            f"path='fast' on device={device!r} needs {need}, which is not installed or cannot run there "
+            "(see the warning above); use 'fallback'"
+        )
     return path
 
 
@@ -201,7 +206,7 @@ def verify_seeds(
         from pipeline.prng.sieve.torch_path import score_torch
 
         mt_words = None
-        if not device.startswith("cpu") and triton_available():
+        if not device.startswith("cpu") and triton_available(device):
             from pipeline.prng.kernels.triton_mt import mt_words
         parts = []
         for lo in range(0, arr.size, VERIFY_CHUNK):

@@ -7,7 +7,6 @@ the whole window.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable
 
@@ -17,6 +16,7 @@ import torch
 from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import torch_gen
 from pipeline.prng.generators.mt_plan import mt_program
+from pipeline.prng.kernels.gpu import triton_usable
 from pipeline.prng.sieve.spec import SieveSpec
 
 CHUNK = 1 << 17  # seeds per step on cpu: the int32 words a chain step touches (3 x 512 KiB) stay in L2
@@ -289,7 +289,7 @@ def score_variable_torch(
 def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str) -> tuple[np.ndarray, ...]:
     """(seeds, strategies, matches, skip sequences) of the variable-skip survivors among `seeds`."""
     mt_words = None
-    if not device.startswith("cpu") and importlib.util.find_spec("triton") is not None:
+    if not device.startswith("cpu") and triton_usable(device):
         from pipeline.prng.kernels.triton_mt import mt_words
     parts = []
     total = len(seeds)
