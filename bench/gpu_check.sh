@@ -9,9 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU visible to torch')"
-"$PY" -c "import triton" 2>/dev/null || echo "triton not installed: 'fast' rows fall back to torch" >&2
+# Triton installed AND able to run here (its probe kernel; Triton 3.9 refuses RDNA2 gfx1030): else torch rows only
+if "$PY" -c "import sys; from pipeline.prng.kernels.gpu import triton_usable; sys.exit(0 if triton_usable('cuda') else 1)"
+then PATHS=fast,fallback
+else PATHS=fallback; echo "Triton cannot run on this GPU (the warning above says why): torch rows only" >&2
+fi
 timeout 200 "$PY" bench/sieve.py --device cuda --variable '' --repeat 3 --size $((1 << 30)) \
-  --generators java_lcg,lcg32,minstd,xorshift32,pcg32,mt19937,php_mt_rand --paths fast,fallback "$@"
+  --generators java_lcg,lcg32,minstd,xorshift32,pcg32,mt19937,php_mt_rand --paths "$PATHS" "$@"
+[ "$PATHS" = fallback ] && exec timeout 90 "$PY" bench/mappings.py --device cuda --repeat 2 --size $((1 << 24)) \
+  --paths fallback
 # every other preset (prng_cluster.*, minstd_rand0: the generic LCG kinds and the walked 64-bit / Philox kernels),
 # fused path only, smaller blocks: each row verified the same way
 OTHERS=$("$PY" -c "from pipeline.prng.generators.reference import GENERATORS as G
