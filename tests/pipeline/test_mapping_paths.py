@@ -210,7 +210,7 @@ def test_numba_chunks_do_not_lose_seeds(monkeypatch: pytest.MonkeyPatch) -> None
 
 TRITON_SCRIPT = r"""
 import json, torch
-from pipeline.prng.kernels.triton_mt import mt_words
+from pipeline.prng.kernels.gpu.mt_words import mt_words
 from pipeline.prng.mappings import library as lib, torch_path
 seeds = [0, 1, 12345, 2**31, 2**32 - 1]
 ok = []

@@ -1,4 +1,4 @@
-"""The fused Triton walks of library calls (pipeline.prng.kernels.triton_mapped: java.util.Random's, and MT19937's
+"""The fused Triton walks of library calls (pipeline.prng.kernels.gpu.mapped: java.util.Random's, and MT19937's
 for numpy, PHP and Python), run by Triton's interpreter on cpu (no GPU here); skipped where triton is absent.
 
 Two things are checked per case, each against the plain-Python oracle: the walk's candidates are exactly the

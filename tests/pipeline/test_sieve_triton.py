@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json, sys, torch
-from pipeline.prng.kernels.triton_mt import mt_words
+from pipeline.prng.kernels.gpu.mt_words import mt_words
 from pipeline.prng.generators.torch_gen import _mt_words
 from pipeline.prng.sieve import SieveSpec
 from pipeline.prng.sieve.reference import reference_sieve

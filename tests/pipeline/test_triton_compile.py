@@ -5,7 +5,7 @@ Why: the interpreter (the other Triton tests) runs kernels as numpy and accepts 
 kernel reading a plain-int module global passed every interpreter test and would have failed its first launch on a
 GPU ("Cannot access global variable ... unless it is annotated with constexpr"). Targets: sm_90 (H100/H200 class),
 gfx1100 (RDNA3, wave32) and gfx942 (CDNA3, wave64). gfx1030 (RDNA2, the rigs' RX 6600) is reported, not
-asserted: the Triton in use may refuse it, which is what pipeline.prng.kernels.gpu's probe is for.
+asserted: the Triton in use may refuse it, which is what pipeline.prng.kernels.gpu.usable's probe is for.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json, sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from pipeline.prng.kernels import triton_mapped as tm, triton_mt as tmt, triton_sieve as tsv, triton_stream as ts
+from pipeline.prng.kernels.gpu import mapped as tm, mt_words as tmt, sieve as tsv, stream as ts
 
 OUT = {"out_ptr": "*i64", "count_ptr": "*i32", "start": "i64", "magic": "i64"}
 JOBS = []  # (name, kernel, argument types (i32 where not named), constexpr values)
@@ -83,7 +83,7 @@ print(json.dumps({"jobs": len(JOBS), "failures": failures, "sizes": sizes, "rdna
 PROBE = r"""
 import json
 from pipeline.prng.kernels.gpu import triton_usable
-from pipeline.prng.kernels.triton_probe import probe
+from pipeline.prng.kernels.gpu.probe import probe
 from pipeline.prng.sieve.dispatch import choose_path
 print(json.dumps({"probe": probe("cpu"), "usable": triton_usable("cpu"), "auto": choose_path("auto", "cpu:0"),
                   "gpu_auto": choose_path("auto", "cuda:7")}))

@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import json
-from pipeline.prng.kernels.triton_sieve import TRITON_GENERATORS
-from pipeline.prng.kernels.triton_stream import STREAM_GENERATORS
+from pipeline.prng.kernels.gpu.sieve import TRITON_GENERATORS
+from pipeline.prng.kernels.gpu.stream import STREAM_GENERATORS
 from pipeline.prng.generators.reference import GENERATORS
 from pipeline.prng.sieve import SieveSpec
 from pipeline.prng.sieve.reference import reference_sieve

@@ -1,1 +1,2 @@
-"""Compiled (numba) sieve kernels: the fast CPU path. Imported lazily; numba is optional at run time."""
+"""Compiled sieve kernels: numba here (the fast CPU path; numba is optional at run time), Triton in gpu/. Imported
+lazily."""

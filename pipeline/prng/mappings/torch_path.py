@@ -229,7 +229,7 @@ def torch_sieve(
     the filter draws' calls, the hits (and any exhausted seed) scored on the whole window."""
     mt_words = None
     if not device.startswith("cpu") and triton_usable(device):
-        from pipeline.prng.kernels.triton_mt import mt_words
+        from pipeline.prng.kernels.gpu.mt_words import mt_words
     pos = _positions(spec)
     n_filter = spec.filter_length()
     fpos = torch.tensor([row[:n_filter] for row in pos], dtype=torch.int64, device=device).flatten()

@@ -121,7 +121,7 @@ def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_
     """Which implementation runs for a requested path on a device.
 
     "fast" is the compiled kernel of the device: numba on cpu, the fused Triton filter kernels on a GPU
-    (pipeline.prng.kernels.triton_sieve and triton_stream). A GPU Triton cannot run on (not installed, or an
+    (pipeline.prng.kernels.gpu.sieve and .stream). A GPU Triton cannot run on (not installed, or an
     architecture its backend refuses) gets "fallback" for "auto", and "fast" is refused with the reason logged.
     """
     if path not in PATHS:
@@ -207,7 +207,7 @@ def verify_seeds(
 
         mt_words = None
         if not device.startswith("cpu") and triton_available(device):
-            from pipeline.prng.kernels.triton_mt import mt_words
+            from pipeline.prng.kernels.gpu.mt_words import mt_words
         parts = []
         for lo in range(0, arr.size, VERIFY_CHUNK):
             chunk = torch.from_numpy(arr[lo : lo + VERIFY_CHUNK]).to(device)
@@ -223,7 +223,7 @@ def verify_seeds(
 def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
     """Mapped sieve of `seeds` (a range, or sorted unique seeds): numba for a range on cpu ("fast"), the plain
     Python oracle ("reference"), on a GPU ("fast") the fused Triton walk of the library's calls
-    (pipeline.prng.kernels.triton_mapped), torch otherwise (explicit seeds; MT calls past the walk's reach)."""
+    (pipeline.prng.kernels.gpu.mapped), torch otherwise (explicit seeds; MT calls past the walk's reach)."""
     if chosen == "reference":
         from pipeline.prng.mappings.library import reference_sieve
 
@@ -247,7 +247,7 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
 def _triton_walk(spec: SieveSpec, device: str) -> Any:
     """The fused Triton walk for this spec's calls (java.util.Random's, or MT19937's within the 227 outputs its
     cursors reach), or None."""
-    from pipeline.prng.kernels.triton_mapped import TRITON_MAPPINGS, MappedJavaFilter, MappedMtFilter
+    from pipeline.prng.kernels.gpu.mapped import TRITON_MAPPINGS, MappedJavaFilter, MappedMtFilter
     from pipeline.prng.mappings import library as lib
     from pipeline.prng.mappings.torch_path import BY_ARRAY_BASE, buffer_length
 

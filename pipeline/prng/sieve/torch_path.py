@@ -129,7 +129,7 @@ def torch_sieve(
     filtering the 131072-seed chunk they came from)."""
     mt_words = None
     if use_triton:
-        from pipeline.prng.kernels.triton_mt import mt_words
+        from pipeline.prng.kernels.gpu.mt_words import mt_words
     pos = _positions(spec)
     n_filter = spec.filter_length()
     order = spec.check_order()
@@ -290,7 +290,7 @@ def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str
     """(seeds, strategies, matches, skip sequences) of the variable-skip survivors among `seeds`."""
     mt_words = None
     if not device.startswith("cpu") and triton_usable(device):
-        from pipeline.prng.kernels.triton_mt import mt_words
+        from pipeline.prng.kernels.gpu.mt_words import mt_words
     parts = []
     total = len(seeds)
     for lo in range(0, total, VARIABLE_CHUNK):
@@ -312,11 +312,11 @@ TRITON_CHUNK = 1 << 26  # seeds per fused-kernel launch on a GPU (candidates are
 
 
 def triton_sieve(spec: SieveSpec, start: int, end: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fused Triton filter (pipeline.prng.kernels.triton_sieve for the jumped, xorshift32 and MT families,
-    triton_stream for the walked 64-bit and counter-based ones), then score_torch on the candidates; a generator
+    """Fused Triton filter (pipeline.prng.kernels.gpu.sieve for the jumped, xorshift32 and MT families,
+    gpu.stream for the walked 64-bit and counter-based ones), then score_torch on the candidates; a generator
     with neither takes torch_sieve with the Triton MT init chain."""
-    from pipeline.prng.kernels.triton_sieve import TRITON_GENERATORS, TritonFilter
-    from pipeline.prng.kernels.triton_stream import STREAM_GENERATORS, StreamFilter
+    from pipeline.prng.kernels.gpu.sieve import TRITON_GENERATORS, TritonFilter
+    from pipeline.prng.kernels.gpu.stream import STREAM_GENERATORS, StreamFilter
 
     filt: TritonFilter | StreamFilter
     if spec.generator in TRITON_GENERATORS:

@@ -1,6 +1,6 @@
 """Fused Triton filters for the families whose state is walked draw by draw (no jump, no lazy words): xorshift64,
 xorshift128, xoshiro256++, sfc64, and Philox4x32 (counter-based: each draw is computed from its own counter, so
-nothing is walked). Same contract as pipeline.prng.kernels.triton_sieve's kernels: seed -> the outputs at the
+nothing is walked). Same contract as pipeline.prng.kernels.gpu.sieve's kernels: seed -> the outputs at the
 filter draws -> residue compare -> hit, in registers, writing only candidates (one atomic per block).
 
 Why each family is written out here rather than shared with numba: Triton has no closures, so the step of each
@@ -19,7 +19,7 @@ import triton.language as tl
 
 from pipeline.prng.generators import families as fam
 from pipeline.prng.kernels.common import fastmod_params
-from pipeline.prng.kernels.triton_sieve import BLOCK, _emit, _mod, collect
+from pipeline.prng.kernels.gpu.sieve import BLOCK, _emit, _mod, collect
 
 F_XS64, F_XS128, F_XOSHIRO, F_SFC, F_PHILOX = 0, 1, 2, 3, 4
 FAMILIES = {

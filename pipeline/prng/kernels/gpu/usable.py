@@ -3,8 +3,9 @@
 A Triton wheel compiles only for the architectures its backend knows. Triton 3.9 refuses RDNA2 (gfx1030, the rigs'
 RX 6600 run as gfx1030 through HSA_OVERRIDE_GFX_VERSION=10.3.0) with "unsupported target" at the first launch, so a
 sieve that trusted `import triton` would fail every chunk on such a rig. The answer comes from compiling and
-running one tiny kernel on the device, once per process and device; a device that cannot run it gets the portable
-torch path, with one warning that says why. Kept free of a top-level triton import: hosts without it ask too.
+running one tiny kernel on the device (probe.py), once per process and device; a device that cannot run it gets the
+portable torch path, with one warning that says why. Kept free of a top-level triton import: hosts without it ask
+too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def triton_usable(device: str) -> bool:
     """Triton is installed and its probe kernel compiled and ran on `device` (a torch device string)."""
     if not triton_installed():
         return False
-    from pipeline.prng.kernels.triton_probe import probe
+    from pipeline.prng.kernels.gpu.probe import probe
 
     problem = probe(device)
     if problem is not None:

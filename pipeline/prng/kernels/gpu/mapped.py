@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from pipeline.prng.kernels.common import fastmod_params
-from pipeline.prng.kernels.triton_sieve import BLOCK, _emit, _mod, collect
+from pipeline.prng.kernels.gpu.sieve import BLOCK, _emit, _mod, collect
 
 TRITON_MAPPINGS = ("java_next_int", "java_next_double")
 MT_MAPPINGS = ("numpy_randint", "python_randrange", "php_mt_rand", "mod")  # mod: for python_mt19937's stream

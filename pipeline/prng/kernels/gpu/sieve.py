@@ -11,7 +11,7 @@ java_lcg and pcg32 (48/64-bit states: u64 multiply-add, the output in u32), any 
 2**31-1 modulus (u64, the kinds of the numba jump kernel), xorshift32 (walked in a u32 register), mt19937 /
 php_mt_rand (the init chain in a u32 register, the few words the window needs spilled to a per-seed scratch row,
 twisted and tempered in u32). Every preset of these families runs here (prng_cluster.* included); the walked
-64-bit and counter-based families (xorshift64/128, xoshiro256++, sfc64, Philox) are in triton_stream.py.
+64-bit and counter-based families (xorshift64/128, xoshiro256++, sfc64, Philox) are in stream.py.
 """
 
 from __future__ import annotations
