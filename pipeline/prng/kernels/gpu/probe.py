@@ -1,5 +1,5 @@
-"""One tiny Triton kernel, compiled and run to learn whether a device can run Triton at all (pipeline.prng.kernels.gpu
-says why this is asked). Import only where triton is installed."""
+"""One tiny Triton kernel, compiled and run to learn whether a device can run Triton at all
+(pipeline.prng.kernels.gpu.usable says why this is asked). Import only where triton is installed."""
 
 from __future__ import annotations
 
