@@ -4,9 +4,8 @@ Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules
 run it through the slot's `SlotRunner` (runner.py: a long-lived worker, or a process per chunk), then
 record the outcome. The order inside `_failed` is the contract: log in full, store, quarantine if the GPU
 shows faults, and only then put the chunk back on the queue. The scheduler is also its runners'
-`SlotHost`: it staggers worker starts per GPU node and keeps at most STARTS_IN_FLIGHT of them in flight per
-node, caps live workers per node by memory, stops a node's workers before its cleanup, and keeps rocm-smi
-(failure probes, batch cleanups) to one use per `rocm_smi_min_interval_s` per node.
+`SlotHost`; what each node allows (worker starts in flight and their stagger, live workers by memory and after
+an OOM kill, rocm-smi for failure probes and batch cleanups) is node_limits.NodeLimits, under the same lock.
 
 With a `pool.WorkerPool` the slots' runners are the pool's (live workers are reused, see pool.py): a slot
 that ends because the call's work is done leaves its worker up; one that ends for any other reason (its GPU
@@ -33,6 +32,7 @@ from cluster.gpu.kernel_log import oom_line
 from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.attempt import describe_failure, health_state, with_gpu_state
 from cluster.scheduler.cleanup import run_cleanups
+from cluster.scheduler.node_limits import NodeLimits
 from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions
 from cluster.scheduler.policy import (
     NodeBreaker,
@@ -41,7 +41,6 @@ from cluster.scheduler.policy import (
     next_ready_time,
     out_of_attempts,
     pick_next,
-    worker_cap,
 )
 from cluster.scheduler.pool import WorkerPool
 from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
@@ -50,12 +49,6 @@ from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
 
 DISTRUSTED_SLOTS_PER_NODE = 2  # slots of one node answering wrongly before the node is taken out
-# Worker starts in flight (from the start to its hello) per node. A start is CPU work on the node
-# (interpreter, imports): with every slot starting at once they share the cores and none is ready before
-# nearly all are, so every slot idles for the whole start-up; two at a time hand the first workers chunks
-# at once and bring the last one up hardly later where the cores were the limit (bench/scheduler.py: 24
-# workers on 2 cores, makespan 1.32x -> 1.2x the ideal). GPU nodes' stagger spaces starts further.
-STARTS_IN_FLIGHT = 2
 
 
 def _count(value: Any) -> int:
@@ -109,18 +102,13 @@ class SlotScheduler:
         self.halting = False
         self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
         self.version = installed_version() if options.slot_mode == "workers" else ""
-        self.starting: dict[str, int] = {}  # worker starts in flight per node
+        self.limits = NodeLimits(
+            config, self.cond, smi_used=self.pool.smi_used if self.pool else None,
+            oom_caps=self.pool.oom_caps if self.pool else None,
+        )  # fmt: skip
         self.runners: dict[Slot, SlotRunner] = {slot: self._runner(slot) for slot in slots}
         self.parked: set[Slot] = set()  # slots stopped to keep their node's workers within its memory
-        self.worker_caps: dict[str, int] = {}
-        self.worker_rss: dict[str, int] = {}
         self.live_progress: dict[Slot, int] = {}  # progress of chunks in flight, from heartbeats
-        self.next_start: dict[str, float] = {}
-        self.smi_used: dict[str, float] = dict(self.pool.smi_used) if self.pool else {}  # node -> last rocm-smi
-        # node -> workers allowed since the OOM killer took one there (kept by the pool for the step's next calls)
-        self.oom_caps: dict[str, int] = dict(self.pool.oom_caps) if self.pool else {}
-        self.worker_caps.update(self.oom_caps)
-        self.probe_cache: dict[Slot, GpuHealth] = {}
 
     def _runner(self, slot: Slot) -> SlotRunner:
         node, executor = self.config.node(slot.node), self.executors[slot.node]
@@ -141,32 +129,10 @@ class SlotScheduler:
 
     # --- SlotHost: what the runners ask of the scheduler ----------------------------------------------
     def start_turn(self, slot: Slot) -> bool:
-        """At most STARTS_IN_FLIGHT worker starts per node at once, and on a GPU node starts
-        `worker_start_stagger_s` apart (no stagger on cpu nodes)."""
-        stagger = self.policy.worker_start_stagger_s if self.config.node(slot.node).gpu_kind != "cpu" else 0.0
-        with self.cond:
-            while self.starting.get(slot.node, 0) >= STARTS_IN_FLIGHT:
-                if self.closed or self.fatal is not None:
-                    return False
-                self.cond.wait(0.5)
-            self.starting[slot.node] = self.starting.get(slot.node, 0) + 1
-            now = time.monotonic()
-            at = max(now, self.next_start.get(slot.node, 0.0))
-            self.next_start[slot.node] = at + stagger
-            while True:
-                if self.closed or self.fatal is not None:
-                    self.starting[slot.node] -= 1
-                    self.cond.notify_all()
-                    return False
-                wait = at - time.monotonic()
-                if wait <= 0:
-                    return True
-                self.cond.wait(min(wait, 0.5))
+        return self.limits.start_turn(slot, lambda: self.closed or self.fatal is not None)
 
     def start_done(self, slot: Slot) -> None:
-        with self.cond:
-            self.starting[slot.node] -= 1
-            self.cond.notify_all()
+        self.limits.start_done(slot)
 
     def chunk_progress(self, slot: Slot, count: int) -> None:
         with self.cond:
@@ -174,20 +140,7 @@ class SlotScheduler:
                 self.live_progress[slot] = count
 
     def worker_memory(self, slot: Slot, rss: int, mem_total: int) -> None:
-        if rss <= 0 or mem_total <= 0:
-            return
-        with self.cond:
-            self.worker_rss[slot.node] = max(rss, self.worker_rss.get(slot.node, 0))
-            slots = sum(1 for s in self.slots if s.node == slot.node)
-            cap = worker_cap(mem_total, self.worker_rss[slot.node], self.policy.worker_memory_fraction, slots)
-            if cap < slots and self.worker_caps.get(slot.node) != cap:
-                logger.warning(
-                    f"{slot.node}: slot workers use up to {self.worker_rss[slot.node] / 2**20:.0f} MiB each; "
-                    f"{cap} of {slots} may be up together ({self.policy.worker_memory_fraction:.0%} of "
-                    f"{mem_total / 2**30:.1f} GiB)"
-                )
-            # an OOM kill's lower cap stands whatever the memory estimate says: the estimate missed it once
-            self.worker_caps[slot.node] = min(cap, self.oom_caps.get(slot.node, cap))
+        self.limits.worker_memory(slot, rss, mem_total, sum(1 for s in self.slots if s.node == slot.node))
 
     def stop_workers(self, node: str | None = None, wait: float = 2.0) -> None:
         """Stop the slot workers of one node (before its cleanup) or of every node (end of the call); a pool's
@@ -202,24 +155,10 @@ class SlotScheduler:
             gone = [s for s in self.runners if s.node in tripped or s in self.quarantined]
             pool.took_part = self.took_part - tripped
             pool.completed = self.completed_before + self.completed
-            pool.smi_used = dict(self.smi_used)
-            pool.oom_caps = dict(self.oom_caps)
+            pool.smi_used = dict(self.limits.smi_used)
+            pool.oom_caps = dict(self.limits.oom_caps)
         pool.discard(gone)
         pool.owe_cleanup(self.cleanup, self.executors, self.ledger)
-
-    def _over_cap_locked(self, slot: Slot) -> bool:
-        cap = self.worker_caps.get(slot.node)
-        if cap is None:
-            return False
-        active = sorted(s for s in self.live if s.node == slot.node)
-        return len(active) > cap and slot == active[-1]
-
-    def _smi_free_locked(self, node: str, now: float) -> bool:
-        """Whether rocm-smi may run on `node` now (always on nodes that are not ROCm)."""
-        if self.config.node(node).gpu_kind != "rocm":
-            return True
-        last = self.smi_used.get(node)
-        return last is None or now - last >= self.policy.rocm_smi_min_interval_s
 
     # --- slot threads -----------------------------------------------------------------------------
     def slot_loop(self, slot: Slot) -> None:
@@ -233,8 +172,7 @@ class SlotScheduler:
                 if kind == "cleanup":
                     try:
                         self.stop_workers(value)  # cleanup_gpus.sh needs the GPUs idle
-                        with self.cond:
-                            self.smi_used[value] = time.monotonic()
+                        self.limits.smi_running(value)
                         self.quarantine_found(run_cleanups(self.cleanup, {value: self.executors[value]}), "cleanup")
                     finally:
                         with self.cond:
@@ -271,11 +209,10 @@ class SlotScheduler:
                     return None
                 if slot.node in self.breaker.tripped or slot in self.quarantined:
                     return None
-                if self._over_cap_locked(slot):
+                if self.limits.over_cap_locked(slot, self.live):
                     self.parked.add(slot)
                     self.live.discard(slot)
-                    why = "an OOM kill there" if slot.node in self.oom_caps else "its node's memory"
-                    logger.warning(f"slot {slot} stops: {why} allows {self.worker_caps[slot.node]} workers")
+                    logger.warning(f"slot {slot} stops: {self.limits.why_capped(slot.node)}")
                     return None
                 if slot.node in self.cleanup_due:
                     if self.inflight[slot.node] == 0 and slot.node not in self.cleaning:
@@ -354,7 +291,8 @@ class SlotScheduler:
                 batch = self.policy.cleanup_batch_size
                 if self.cleanup is not None and (self.completed_before + self.completed) % batch == 0:
                     now = time.monotonic()
-                    due = {n for n in self.took_part - set(self.breaker.tripped) if self._smi_free_locked(n, now)}
+                    free = self.limits.smi_free_locked
+                    due = {n for n in self.took_part - set(self.breaker.tripped) if free(n, now)}
                     self.cleanup_due |= due
                     self.took_part -= due
             self.cond.notify_all()
@@ -367,7 +305,7 @@ class SlotScheduler:
         faulted = False
         if self.probe is not None and node.gpu_kind != "cpu" and failure.kind != "bad_spec":
             try:
-                health = self._probe(slot)
+                health = self.limits.probe(slot, self.probe, self.executors[slot.node])
                 if health is None:
                     state = {
                         "status": "unknown",
@@ -432,9 +370,7 @@ class SlotScheduler:
         if line is None:
             return failure
         with self.cond:
-            active = sum(1 for s in self.live if s.node == slot.node)
-            cap = max(1, min(self.worker_caps.get(slot.node, active), active) - 1)
-            self.worker_caps[slot.node] = self.oom_caps[slot.node] = cap
+            cap = self.limits.oom_killed_locked(slot.node, sum(1 for s in self.live if s.node == slot.node))
             self.cond.notify_all()
         logger.warning(f"{slot.node}: the OOM killer took a worker; at most {cap} slot worker(s) there from now on")
         return replace(failure, error=f"OOM-killed: {line} ({failure.error})")
@@ -451,23 +387,6 @@ class SlotScheduler:
         if count >= DISTRUSTED_SLOTS_PER_NODE:
             return f"{count} of its slots answered wrongly ({what}): the node's answers are not trusted"
         return None
-
-    def _probe(self, slot: Slot) -> GpuHealth | None:
-        """A fresh look at the slot's GPU, or, within rocm_smi_min_interval_s of the node's last rocm-smi, the
-        reading taken then (None if that reading did not cover this GPU)."""
-        assert self.probe is not None
-        with self.cond:
-            now = time.monotonic()
-            fresh = self._smi_free_locked(slot.node, now)
-            if fresh:
-                self.smi_used[slot.node] = now
-            cached = self.probe_cache.get(slot)
-        if not fresh:
-            return cached
-        health = self.probe(self.executors[slot.node], slot.gpu)
-        with self.cond:
-            self.probe_cache[slot] = health
-        return health
 
     def _quarantine(self, slot: Slot, reason: str, evidence: list[str]) -> None:
         """Record in the ledger (so later steps skip the GPU too) and stop this call's slot."""
