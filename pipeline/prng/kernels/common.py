@@ -132,7 +132,7 @@ def xorshift_step(x):
 @njit(cache=True)
 def score_values(values, positions, targets, need):
     """Best (lowest on ties) skip code for one seed given the values it drew (already reduced, or a mapping's
-    calls); NO_SURVIVOR if no skip reaches `need` matches. Code: skip index << 16 | matches."""
+    calls); NO_SURVIVOR if no skip reaches `need` matches. Code: skip index << CODE_SHIFT | matches."""
     n_skips, k = positions.shape
     best = NO_SURVIVOR
     best_m = -1
@@ -143,7 +143,7 @@ def score_values(values, positions, targets, need):
                 m += 1
         if m >= need and m > best_m:
             best_m = m
-            best = (si << 16) | m
+            best = (si << CODE_SHIFT) | m
     return best
 
 

@@ -189,6 +189,19 @@ def collect(
         cap = got
 
 
+def by_position(entries: list[tuple[int, int]]) -> tuple[int, list[int], list[int]]:
+    """(last position, first, targets) of (position, target) filter entries for the kernels that walk draw by
+    draw: the targets sorted by position, those of position p at first[p]..first[p+1]."""
+    entries = sorted(entries)
+    last = entries[-1][0]
+    first = [0] * (last + 2)
+    for p, _ in entries:
+        first[p + 1] += 1
+    for p in range(last + 1):
+        first[p + 1] += first[p]
+    return last, first, [t for _, t in entries]
+
+
 def _u64_as_i64(values: list[int]) -> list[int]:
     return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
 
@@ -217,16 +230,10 @@ class TritonFilter:
             self.n_entries = len(entries)
             self.family = "jump"
         elif isinstance(d_, fam.Xorshift32):
-            entries.sort()
-            last = entries[-1][0]
-            first = [0] * (last + 2)
-            for p, _ in entries:
-                first[p + 1] += 1
-            for p in range(last + 1):
-                first[p + 1] += first[p]
-            self.tgt = self._t([t for _, t in entries], torch.int32)
+            self.last, first, targets = by_position(entries)
+            self.tgt = self._t(targets, torch.int32)
             self.first = self._t(first, torch.int32)
-            self.last, self.shifts = last, d_.shifts
+            self.shifts = d_.shifts
             self.family = "xorshift32"
         else:
             needed, ops, slot = mt_program(sorted({p for p, _ in entries}))

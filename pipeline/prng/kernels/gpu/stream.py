@@ -19,7 +19,7 @@ import triton.language as tl
 
 from pipeline.prng.generators import families as fam
 from pipeline.prng.kernels.common import fastmod_params
-from pipeline.prng.kernels.gpu.sieve import BLOCK, _emit, _mod, collect
+from pipeline.prng.kernels.gpu.sieve import BLOCK, _emit, _mod, by_position, collect
 
 F_XS64, F_XS128, F_XOSHIRO, F_SFC, F_PHILOX = 0, 1, 2, 3, 4
 FAMILIES = {
@@ -139,15 +139,11 @@ class StreamFilter:
         self.spec, self.device = spec, device
         self.family = FAMILIES[type(d)]
         order = spec.check_order()[: spec.filter_length()]
-        entries = sorted((spec.position(j, s), spec.residues[j]) for s in spec.skips for j in order)
-        self.last = entries[-1][0]
-        first = [0] * (self.last + 2)
-        for p, _ in entries:
-            first[p + 1] += 1
-        for p in range(self.last + 1):
-            first[p + 1] += first[p]
+        self.last, first, targets = by_position(
+            [(spec.position(j, s), spec.residues[j]) for s in spec.skips for j in order]
+        )
         self.first = torch.tensor(first, dtype=torch.int32, device=device)
-        self.tgt = torch.tensor([t for _, t in entries], dtype=torch.int32, device=device)
+        self.tgt = torch.tensor(targets, dtype=torch.int32, device=device)
         self.shifts = (0, 0, 0)
         self.wide, self.rounds = False, 0
         consts: tuple[int, ...] = (0, 0, 0)
