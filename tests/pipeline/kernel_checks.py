@@ -10,6 +10,7 @@ catch a kernel that tests the wrong draw and lets scoring hide it.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,9 +22,13 @@ from pipeline.prng.kernels.gpu import filters, walks
 from pipeline.prng.kernels.gpu.plan import Backend, collect
 from pipeline.prng.kernels.gpu.variable_plan import variable_plan, variable_rows
 from pipeline.prng.mappings import library as lib
+from pipeline.prng.mappings import torch_path as mtp
+from pipeline.prng.sieve import SieveSpec, gpu_path
+from pipeline.prng.sieve.reference import reference_sieve
 from pipeline.prng.sieve.variable import _Residues, scan_strategy
 
 MASK32 = 0xFFFFFFFF
+TOP = 1 << 32
 
 
 def filter_candidates(spec: Any, seeds: Iterable[int]) -> list[int]:
@@ -107,3 +112,49 @@ def kernel_variable(
     plan = variable_plan(generator, modulus, targets, offsets, strategies, rule, need)
     rows = variable_rows(backend, plan, seeds.start, seeds.stop)
     return sorted(tuple(int(v) for v in row) for row in rows.tolist())  # type: ignore[misc]
+
+
+def rows(arrays: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in zip(*(a.tolist() for a in arrays), strict=True)]
+
+
+def check_family(be: Backend, spec: SieveSpec, seeds: range) -> tuple[bool, bool, int]:
+    """(candidates exact, survivors after the GPU path's scoring right, how many survivors)."""
+    want = reference_sieve(spec, seeds)
+    got = rows(gpu_path.kernel_sieve(spec, seeds.start, seeds.stop, "cpu", be))
+    return kernel_filter(be, spec, seeds) == filter_candidates(spec, seeds), got == want, len(want)
+
+
+def steps_of(spec: SieveSpec) -> Callable[[int], int]:
+    return lambda calls: mtp.buffer_length(spec.mapping, spec.modulus, calls)
+
+
+def check_walk(be: Backend, spec: SieveSpec, seeds: range) -> tuple[bool, bool, int] | None:
+    """As check_family for a mapped spec; None when its calls run past the walk's reach (the torch path's)."""
+    plan = gpu_path.walk_plan(spec)
+    if plan is None:
+        return None
+    cand = sorted(collect(be, plan, seeds.start, seeds.stop)[:, 0].tolist())
+    want = lib.reference_sieve(spec, seeds)
+    got = rows(gpu_path.kernel_mapped(spec, plan, seeds, "cpu", be))
+    return cand == walk_candidates(spec, seeds, steps_of(spec)), got == want, len(want)
+
+
+def check_variable(be: Backend, gen: str, modulus: int, targets: list[int], offsets: list[int],
+                   strategies: tuple[tuple[int, int], ...], need: int, seeds: range) -> bool:  # fmt: skip
+    got = kernel_variable(be, gen, modulus, targets, offsets, strategies, need, seeds)
+    return got == variable_model(gen, modulus, targets, offsets, strategies, need, seeds)
+
+
+def planted_variable(gen: str, seed: int, offset: int, k: int, modulus: int, drift: random.Random) -> list[int]:
+    """k draws of `seed`'s stream from `offset` on, the skip drifting by at most 3 a draw (their semantics)."""
+    skips, s = [], 5
+    for _ in range(k):
+        s = max(0, min(10, s + drift.randint(-3, 3)))
+        skips.append(s)
+    stream = generate(gen, seed, offset + sum(skips) + len(skips))
+    pos, out = offset, []
+    for s in skips:
+        out.append(stream[pos + s] % modulus)
+        pos += s + 1
+    return out

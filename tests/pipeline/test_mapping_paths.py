@@ -5,9 +5,6 @@ rejection branches, lane overflow and exhausted torch buffers included."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,27 +204,3 @@ def test_numba_chunks_do_not_lose_seeds(monkeypatch: pytest.MonkeyPatch) -> None
     assert sieve_range(spec, 10, 9000, device="cpu", path="fast").survivors() == whole
     assert any(s == 3000 for s, _k, _m in whole)
 
-
-TRITON_SCRIPT = r"""
-import json, torch
-from pipeline.prng.kernels.gpu.mt_words import mt_words
-from pipeline.prng.mappings import library as lib, torch_path
-seeds = [0, 1, 12345, 2**31, 2**32 - 1]
-ok = []
-for mapping, modulus in (("numpy_randint", 600), ("php_mt_rand", 1000), ("mod", 7)):
-    got = torch_path.call_values("mt19937", mapping, torch.tensor(seeds), 60, modulus, mt_words)
-    ok.append(all(got[:, i].tolist() == lib.call_values("mt19937", mapping, s, 60, modulus)
-                  for i, s in enumerate(seeds)))
-print(json.dumps(ok))
-"""
-
-
-@pytest.mark.slow
-def test_triton_mt_words_feed_the_mapped_torch_path_in_interpreter() -> None:
-    """On a GPU the torch path takes MT19937's init words from the Triton kernel: checked here in its interpreter."""
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-c", TRITON_SCRIPT], capture_output=True, text=True, env=env,
-                          cwd=Path(__file__).parents[2], timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, True, True]

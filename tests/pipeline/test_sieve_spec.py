@@ -70,11 +70,11 @@ def test_seed_range_checks() -> None:
 def test_path_choice() -> None:
     assert choose_path("auto", "cpu", have_numba=True) == "fast"
     assert choose_path("auto", "cpu", have_numba=False) == "fallback"
-    assert choose_path("auto", "cuda", have_triton=False) == "fallback"
-    assert choose_path("auto", "cuda:1", have_triton=True) == "fast"
+    assert choose_path("auto", "cuda", have_kernels=False) == "fallback"
+    assert choose_path("auto", "cuda:1", have_kernels=True) == "fast"
     assert choose_path("reference", "cpu") == "reference"
-    with pytest.raises(SieveSpecError, match="needs triton"):
-        choose_path("fast", "cuda:0", have_triton=False)
+    with pytest.raises(SieveSpecError, match="needs CuPy and the C kernels"):
+        choose_path("fast", "cuda:0", have_kernels=False)
     with pytest.raises(SieveSpecError, match="needs numba"):
         choose_path("fast", "cpu", have_numba=False)
     with pytest.raises(SieveSpecError, match="path="):

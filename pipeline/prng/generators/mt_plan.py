@@ -1,4 +1,4 @@
-"""Which MT19937 state words an output needs: the plan shared by the numba, torch and Triton paths.
+"""Which MT19937 state words an output needs: the plan shared by the numba, torch and GPU kernel paths.
 
 Seeding costs a 624-step chain and each twist 624 more words, but one output needs only a handful of them:
 output i < 227 needs init words i, i+1, i+397; later outputs need a few twisted words. Computing just those

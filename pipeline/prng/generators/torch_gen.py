@@ -340,7 +340,7 @@ def outputs(
 
     32-bit outputs are the unsigned values; 64-bit outputs (see families.Preset.draw_bits) are their bit patterns
     as int64 (negative when the top bit is set): reduce them with `residues`, not `%`.
-    mt_words: an alternative producer of MT init words (the Triton kernel on GPUs); torch ops by default.
+    mt_words: an alternative producer of MT init words (the C kernel on GPUs); torch ops by default.
     """
     if not positions:
         return torch.empty((0, seeds.numel()), dtype=torch.int64, device=seeds.device)

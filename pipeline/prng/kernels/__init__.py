@@ -1,2 +1,2 @@
-"""Compiled sieve kernels: numba here (the fast CPU path; numba is optional at run time), Triton in gpu/. Imported
-lazily."""
+"""Compiled sieve kernels: numba here (the fast CPU path; numba is optional at run time), the CUDA/HIP C kernels in
+gpu/ (the fast GPU path, through CuPy). Imported lazily."""

@@ -7,7 +7,7 @@ count. A seed that exhausts it (unusually many rejections) is finished exactly b
 pipeline.prng.mappings.library, so no seed is ever lost or misjudged, however unlucky its stream.
 
 java.util.Random is stepped here (one int64 multiply-add a step, wrapping as Java's long does); MT19937 seeded
-with init_genrand comes from pipeline.prng.generators.torch_gen (its lazy init words, the Triton chain on GPUs);
+with init_genrand comes from pipeline.prng.generators.torch_gen (its lazy init words);
 CPython's init_by_array seeding, which no shared generator has, is here: a 1250-step chain over [624, n] words,
 then the twist in three slices (words 227.. read words the same twist already wrote).
 """
@@ -23,7 +23,6 @@ import torch
 
 from pipeline.prng.generators import reference as ref
 from pipeline.prng.generators import torch_gen
-from pipeline.prng.kernels.gpu import triton_usable
 from pipeline.prng.mappings import library as lib
 
 SIGMAS = 6.0  # buffer margin in standard deviations of the rejections (tests set it low to exhaust seeds)
@@ -227,9 +226,6 @@ def torch_sieve(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(seeds, skips, matches) of the survivors among `seeds` (a range, or explicit seeds): every seed walked over
     the filter draws' calls, the hits (and any exhausted seed) scored on the whole window."""
-    mt_words = None
-    if not device.startswith("cpu") and triton_usable(device):
-        from pipeline.prng.kernels.gpu.mt_words import mt_words
     pos = _positions(spec)
     n_filter = spec.filter_length()
     fpos = torch.tensor([row[:n_filter] for row in pos], dtype=torch.int64, device=device).flatten()
@@ -244,12 +240,12 @@ def torch_sieve(
             batch = torch.arange(part.start, part.stop, dtype=torch.int64, device=device)
         else:
             batch = torch.as_tensor(np.asarray(seeds[lo : lo + step], dtype=np.int64), device=device)
-        values, exhausted = call_matrix(spec.generator, spec.mapping, batch, fcalls, spec.modulus, mt_words)
+        values, exhausted = call_matrix(spec.generator, spec.mapping, batch, fcalls, spec.modulus)
         hit = (values[fpos] == ftargets.view(-1, 1)).any(dim=0) | exhausted
         cand = batch[hit]
         if not cand.numel():
             return None
-        return [t.cpu().numpy().astype(np.int64) for t in score(spec, cand, mt_words)]
+        return [t.cpu().numpy().astype(np.int64) for t in score(spec, cand)]
 
     if device.startswith("cpu"):  # a thread per core, torch's own threads off (as pipeline.prng.sieve.torch_path)
         with ThreadPoolExecutor(torch.get_num_threads(), initializer=torch.set_num_threads, initargs=(1,)) as pool:

@@ -1,13 +1,14 @@
 """Seed sieve: which 32-bit seeds reproduce a window of draws, and at which skip.
 
 Public entry points for the pipeline steps and the worker. Three interchangeable paths give identical survivor
-sets: "fast" (numba kernels, cpu), "fallback" (pure torch, cpu or cuda) and "reference" (plain Python, tests
-only). "auto" picks fast on cpu when numba imports, the torch path otherwise. Heavy imports are deferred so
-that `python -m pipeline.worker` starts quickly.
+sets: "fast" (the compiled kernels: numba on cpu, the C kernels through CuPy on a GPU, pipeline.prng.sieve.gpu_path),
+"fallback" (pure torch, cpu or GPU) and "reference" (plain Python, tests only). "auto" picks fast where its kernels
+run (numba imports; CuPy imports and the kernels' probe runs on the GPU), the torch path otherwise. Heavy imports are
+deferred so that `python -m pipeline.worker` starts quickly.
 
 A spec whose draws are library calls rather than raw outputs (`spec.mapping` other than mod, or a generator only
-the mapped paths implement) goes to pipeline.prng.mappings on the same three paths: its numba walk on cpu, its
-torch batches (cpu or GPU), its plain-Python oracle.
+the mapped paths implement) goes to pipeline.prng.mappings on the same three paths: its numba walk on cpu, the C walk
+of its calls on a GPU, its torch batches (cpu or GPU), its plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = ["GENERATORS", "PATHS", "SieveResult", "SieveSpec", "generate", "sieve
 
 PATHS = ("auto", "fast", "fallback", "reference")
 VERIFY_CHUNK = 1 << 16
-TRITON_MAPPED_BLOCK = 1 << 26  # seeds per Triton walk launch (its candidate buffer is n/64 seeds)
 
 
 @dataclass
@@ -110,26 +110,26 @@ def numba_available() -> bool:
     return True
 
 
-def triton_available(device: str) -> bool:
-    """Triton is installed and runs on `device` (pipeline.prng.kernels.gpu: RDNA2 is refused by Triton 3.9)."""
-    from pipeline.prng.kernels.gpu import triton_usable
+def gpu_kernels_available(device: str) -> bool:
+    """CuPy imports and the C kernels compile and run on `device` (pipeline.prng.kernels.gpu.launch's probe)."""
+    from pipeline.prng.kernels.gpu.launch import kernels_usable
 
-    return triton_usable(device)
+    return kernels_usable(device)
 
 
-def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_triton: bool | None = None) -> str:
+def choose_path(path: str, device: str, *, have_numba: bool | None = None, have_kernels: bool | None = None) -> str:
     """Which implementation runs for a requested path on a device.
 
-    "fast" is the compiled kernel of the device: numba on cpu, the fused Triton filter kernels on a GPU
-    (pipeline.prng.kernels.gpu.sieve and .stream). A GPU Triton cannot run on (not installed, or an
-    architecture its backend refuses) gets "fallback" for "auto", and "fast" is refused with the reason logged.
+    "fast" is the compiled kernel of the device: numba on cpu, the C kernels on a GPU (pipeline.prng.kernels.gpu,
+    launched through CuPy). A GPU they cannot run on (no CuPy, or its compiler or driver refuses the source) gets
+    "fallback" for "auto", with one warning naming the reason, and "fast" is refused.
     """
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     on_gpu = not device.startswith("cpu")
     if on_gpu:
-        have = triton_available(device) if have_triton is None else have_triton
-        need = "triton"
+        have = gpu_kernels_available(device) if have_kernels is None else have_kernels
+        need = "CuPy and the C kernels"
     else:
         have = numba_available() if have_numba is None else have_numba
         need = "numba"
@@ -162,10 +162,10 @@ def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = N
         from pipeline.prng.sieve.fast import fast_sieve
 
         arrays = fast_sieve(spec, start, end)
-    elif chosen == "fast":  # GPU: the fused Triton filter per family (the seven first families), else torch+Triton MT
-        from pipeline.prng.sieve.torch_path import triton_sieve
+    elif chosen == "fast":  # GPU: the C filter kernel of the spec's family, its candidates scored by torch
+        from pipeline.prng.sieve.gpu_path import kernel_sieve
 
-        arrays = triton_sieve(spec, start, end, device)
+        arrays = kernel_sieve(spec, start, end, device)
     elif chosen == "fallback":
         from pipeline.prng.sieve.torch_path import torch_sieve
 
@@ -206,8 +206,10 @@ def verify_seeds(
         from pipeline.prng.sieve.torch_path import score_torch
 
         mt_words = None
-        if not device.startswith("cpu") and triton_available(device):
-            from pipeline.prng.kernels.gpu.mt_words import mt_words
+        if not device.startswith("cpu") and gpu_kernels_available(device):  # MT init words from the C kernel
+            from pipeline.prng.sieve.gpu_path import default_backend
+
+            mt_words = default_backend(device).mt_words
         parts = []
         for lo in range(0, arr.size, VERIFY_CHUNK):
             chunk = torch.from_numpy(arr[lo : lo + VERIFY_CHUNK]).to(device)
@@ -222,8 +224,10 @@ def verify_seeds(
 
 def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
     """Mapped sieve of `seeds` (a range, or sorted unique seeds): numba for a range on cpu ("fast"), the plain
-    Python oracle ("reference"), on a GPU ("fast") the fused Triton walk of the library's calls
-    (pipeline.prng.kernels.gpu.mapped), torch otherwise (explicit seeds; MT calls past the walk's reach)."""
+    Python oracle ("reference"), on a GPU ("fast") the C walk of the library's calls (pipeline.prng.kernels.gpu's
+    mapped.cu), torch otherwise (explicit seeds; MT calls past the walk's reach)."""
+    from pipeline.prng.sieve import gpu_path
+
     if chosen == "reference":
         from pipeline.prng.mappings.library import reference_sieve
 
@@ -233,8 +237,8 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
         from pipeline.prng.mappings.numba_path import numba_sieve
 
         arrays = numba_sieve(spec, seeds.start, seeds.stop)
-    elif chosen == "fast" and isinstance(seeds, range) and (walk := _triton_walk(spec, device)) is not None:
-        arrays = _mapped_triton(spec, seeds, walk)  # GPU: the fused walk of the library's calls, then exact scoring
+    elif chosen == "fast" and isinstance(seeds, range) and (walk := gpu_path.walk_plan(spec)) is not None:
+        arrays = gpu_path.kernel_mapped(spec, walk, seeds, device)  # GPU: the walk of the calls, then exact scoring
     else:
         from pipeline.prng.mappings.torch_path import torch_sieve
 
@@ -244,49 +248,23 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
     return SieveResult(*out, seeds_tested=len(seeds), seconds=time.perf_counter() - t0, path=chosen, device=device)
 
 
-def _triton_walk(spec: SieveSpec, device: str) -> Any:
-    """The fused Triton walk for this spec's calls (java.util.Random's, or MT19937's within the 227 outputs its
-    cursors reach), or None."""
-    from pipeline.prng.kernels.gpu.mapped import TRITON_MAPPINGS, MappedJavaFilter, MappedMtFilter
-    from pipeline.prng.mappings import library as lib
-    from pipeline.prng.mappings.torch_path import BY_ARRAY_BASE, buffer_length
-
-    def steps(calls: int) -> int:
-        return buffer_length(spec.mapping, spec.modulus, calls)
-
-    if spec.mapping in TRITON_MAPPINGS:
-        return MappedJavaFilter(spec, device, steps)
-    if spec.generator not in lib.MT_GENERATORS + lib.PYTHON_GENERATORS or not MappedMtFilter.fits(spec, steps):
-        return None
-    base = BY_ARRAY_BASE if spec.generator in lib.PYTHON_GENERATORS else None
-    return MappedMtFilter(spec, device, steps, lib.walk_param(spec.mapping, spec.modulus), base)
-
-
-def _mapped_triton(spec: SieveSpec, seeds: range, walk: Any) -> tuple[np.ndarray, ...]:
-    """Candidates from the Triton walk in blocks, each block's candidates scored on the whole window by torch."""
-    from pipeline.prng.mappings.torch_path import score
-
-    parts = []
-    for lo in range(seeds.start, seeds.stop, TRITON_MAPPED_BLOCK):
-        cand = walk.candidates(lo, min(lo + TRITON_MAPPED_BLOCK, seeds.stop))
-        if cand.numel():
-            parts.append([t.cpu().numpy().astype(np.int64) for t in score(spec, cand)])
-    return tuple(np.concatenate([p[i] for p in parts]) if parts else np.empty(0, dtype=np.int64) for i in range(3))
-
-
 def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
     """Variable-skip sieve of `seeds` (a range, or sorted unique seeds) on the chosen path."""
     if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
         from pipeline.prng.sieve.fast import fast_variable_sieve
 
         arrays = fast_variable_sieve(spec, seeds.start, seeds.stop)
+    elif chosen == "fast" and isinstance(seeds, range):  # GPU: the C scans' passing seeds, rescanned by torch
+        from pipeline.prng.sieve.gpu_path import kernel_variable
+
+        arrays = kernel_variable(spec, seeds, device)
     elif chosen == "reference":
         from pipeline.prng.sieve.variable import reference_variable_sieve
 
         found = reference_variable_sieve(spec, seeds)
         arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
         arrays += (np.array([f[3] for f in found], dtype=np.int64).reshape(len(found), spec.scan_length),)
-    else:  # torch, cpu or GPU (the MT init chain goes through Triton where it is installed)
+    else:  # torch, cpu or GPU
         from pipeline.prng.sieve.torch_path import torch_variable_sieve
 
         arrays = torch_variable_sieve(spec, seeds, device)

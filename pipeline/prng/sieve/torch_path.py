@@ -16,7 +16,6 @@ import torch
 from pipeline.prng.generators import families as fam
 from pipeline.prng.generators import torch_gen
 from pipeline.prng.generators.mt_plan import mt_program
-from pipeline.prng.kernels.gpu import triton_usable
 from pipeline.prng.sieve.spec import SieveSpec
 
 CHUNK = 1 << 17  # seeds per step on cpu: the int32 words a chain step touches (3 x 512 KiB) stay in L2
@@ -114,10 +113,8 @@ class MtFilter:
         return hit
 
 
-def torch_sieve(
-    spec: SieveSpec, start: int, end: int, device: str, *, use_triton: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """use_triton: run the MT init chain in the fused Triton kernel (GPUs; cpu only under TRITON_INTERPRET=1).
+def torch_sieve(spec: SieveSpec, start: int, end: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The portable sieve: every seed of a chunk on the filter draws, the candidates scored on the whole window.
 
     On cpu the chunks are small (L2-resident) and run on a thread per core with torch's intra-op threads off:
     torch's OpenMP split of each 64K-element op cost ~30x more per op than a single thread on the shared 2-core
@@ -127,16 +124,13 @@ def torch_sieve(
     of SCORE_BATCH: scoring re-runs the generator over the window, and as eager ops its cost hardly depends on how
     many seeds it scores (MT: the same ~1600-op chain; measured 2.3 ms for 128 candidates, about a tenth of
     filtering the 131072-seed chunk they came from)."""
-    mt_words = None
-    if use_triton:
-        from pipeline.prng.kernels.gpu.mt_words import mt_words
     pos = _positions(spec)
     n_filter = spec.filter_length()
     order = spec.check_order()
     filter_pos = [p for row in pos for p in row[:n_filter]]
     ftargets = torch.tensor([spec.residues[j] for j in order[:n_filter]] * len(pos), dtype=torch.int64, device=device)
     int32_seeds = spec.generator in torch_gen.INT32_SEED_GENERATORS
-    mt_filter = MtFilter(spec, device, mt_words) if int32_seeds else None
+    mt_filter = MtFilter(spec, device) if int32_seeds else None
 
     def candidates(lo: int, hi: int) -> torch.Tensor:
         """int64 seeds of [lo, hi) that match a filter draw (MT: a superset, see MtFilter)."""
@@ -147,13 +141,13 @@ def torch_sieve(
         if mt_filter is not None:
             hit = mt_filter.hits(seeds)
         else:
-            out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus, mt_words=mt_words)
+            out = torch_gen.residues(spec.generator, seeds, filter_pos, spec.modulus)
             hit = (out == ftargets.view(-1, 1)).any(dim=0)
         cand = seeds[hit]
         return cand.to(torch.int64) & 0xFFFFFFFF if int32_seeds else cand
 
     def score(cands: list[torch.Tensor]) -> list[np.ndarray]:
-        return [t.cpu().numpy() for t in score_torch(spec, torch.cat(cands), mt_words)]
+        return [t.cpu().numpy() for t in score_torch(spec, torch.cat(cands))]
 
     if device.startswith("cpu"):
         parts = _cpu_pool([(lo, min(end, lo + CHUNK)) for lo in range(start, end, CHUNK)], candidates, score)
@@ -288,9 +282,6 @@ def score_variable_torch(
 
 def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str) -> tuple[np.ndarray, ...]:
     """(seeds, strategies, matches, skip sequences) of the variable-skip survivors among `seeds`."""
-    mt_words = None
-    if not device.startswith("cpu") and triton_usable(device):
-        from pipeline.prng.kernels.gpu.mt_words import mt_words
     parts = []
     total = len(seeds)
     for lo in range(0, total, VARIABLE_CHUNK):
@@ -299,38 +290,10 @@ def torch_variable_sieve(spec: SieveSpec, seeds: np.ndarray | range, device: str
             chunk = torch.arange(part.start, part.stop, dtype=torch.int64, device=device)
         else:
             chunk = torch.from_numpy(np.asarray(seeds[lo : lo + VARIABLE_CHUNK], dtype=np.int64)).to(device)
-        found = score_variable_torch(spec, chunk, mt_words)
+        found = score_variable_torch(spec, chunk)
         if found[0].numel():
             parts.append([t.cpu().numpy().astype(np.int64) for t in found])
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy(), np.empty((0, spec.scan_length), dtype=np.int64)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
-
-
-TRITON_CHUNK = 1 << 26  # seeds per fused-kernel launch on a GPU (candidates are ~1/modulus of them per draw)
-
-
-def triton_sieve(spec: SieveSpec, start: int, end: int, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fused Triton filter (pipeline.prng.kernels.gpu.sieve for the jumped, xorshift32 and MT families,
-    gpu.stream for the walked 64-bit and counter-based ones), then score_torch on the candidates; a generator
-    with neither takes torch_sieve with the Triton MT init chain."""
-    from pipeline.prng.kernels.gpu.sieve import TRITON_GENERATORS, TritonFilter
-    from pipeline.prng.kernels.gpu.stream import STREAM_GENERATORS, StreamFilter
-
-    filt: TritonFilter | StreamFilter
-    if spec.generator in TRITON_GENERATORS:
-        filt = TritonFilter(spec, device)
-    elif spec.generator in STREAM_GENERATORS:
-        filt = StreamFilter(spec, device)
-    else:
-        return torch_sieve(spec, start, end, device, use_triton=True)
-    parts = []
-    for lo in range(start, end, TRITON_CHUNK):
-        cand = filt.candidates(lo, min(end, lo + TRITON_CHUNK))
-        if cand.numel():
-            parts.append([t.cpu().numpy() for t in score_torch(spec, cand)])
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy()
-    return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore[return-value]

@@ -1,7 +1,8 @@
-"""The Triton kernels (GPUs through torch's `cuda` device, ROCm included): fused filters per family (sieve.py,
-stream.py), the MT init chain (mt_words.py), the walks of library calls (mapped.py); usable.py says whether they
-can run on a device. Only the kernel modules import triton."""
+"""The GPU kernels: one CUDA/HIP C source (the .cu files here, read as one by source.py) for every preset's filter,
+the walks of library calls and variable skip; backend-neutral plans of each launch (filters, walks, variable_plan,
+plan); launch.py runs them through CuPy (NVRTC on CUDA, hipRTC on ROCm) and answers whether a device can. Only
+launch.py imports cupy, and only when asked."""
 
-from pipeline.prng.kernels.gpu.usable import triton_installed, triton_usable
+from pipeline.prng.kernels.gpu.source import source, source_hash
 
-__all__ = ["triton_installed", "triton_usable"]
+__all__ = ["source", "source_hash"]

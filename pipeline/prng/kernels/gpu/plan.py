@@ -9,9 +9,9 @@ launch layer only moves arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,9 +44,13 @@ Launch = Callable[[int, int, int], tuple[np.ndarray, int]]
 
 
 class Backend(Protocol):
-    """Where plans run: `load` puts a plan's tables where its kernel reads them and returns its launcher."""
+    """Where plans run: `load` puts a plan's tables where its kernel reads them and returns its launcher;
+    `mt_words` is pipeline.prng.generators.torch_gen's MtWords hook (the init words of MT19937 seeds, int32 tensors
+    on the seeds' device) from the mt_words kernel, for the torch scoring of candidates."""
 
     def load(self, plan: Plan) -> Launch: ...
+
+    def mt_words(self, seeds32: Any, indices: Sequence[int]) -> dict[int, Any]: ...
 
 
 def default_cap(n: int) -> int:
@@ -82,3 +86,15 @@ def u64(v: int) -> np.uint64:
 def table(values: list[int] | tuple[int, ...], dtype: str = "uint32") -> np.ndarray:
     """A kernel table (never empty: a zero-length device array has no address)."""
     return np.ascontiguousarray(np.array(list(values) or [0], dtype=dtype))
+
+
+NO_SLOT = 0xFFFFFFFF
+
+
+def word_slots(indices: Sequence[int]) -> tuple[list[int], np.ndarray]:
+    """(the distinct word indices, sorted; slot_of[j]: row of word j in the mt_words kernel's output, NO_SLOT for
+    the words it only passes through)."""
+    wanted = sorted(set(indices))
+    slot_of = np.full(wanted[-1] + 1, NO_SLOT, dtype=np.uint32)
+    slot_of[wanted] = np.arange(len(wanted), dtype=np.uint32)
+    return wanted, slot_of

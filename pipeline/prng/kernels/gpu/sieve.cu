@@ -129,3 +129,19 @@ extern "C" __global__ void sieve_mt_program(u64 start, u32 n, const u32* need, u
         if (hit) emit(seed, out, count, cap);
     }
 }
+
+// The MT19937 init words the torch scoring of candidates asks for (pipeline.prng.generators.torch_gen's MtWords):
+// word j of seed i goes to out[slot_of[j] * n + i] for the j with slot_of[j] != NO_SLOT, j = 0 .. wmax. One kernel
+// instead of the ~1600 element-wise torch ops of the 397-step chain.
+#define NO_SLOT 0xFFFFFFFFu
+
+extern "C" __global__ void mt_words(const u32* seeds, u32 n, const u32* slot_of, u32 wmax, u32* out) {
+    SEEDS(i, n) {
+        u32 x = seeds[i];
+        if (slot_of[0] != NO_SLOT) out[(u64)slot_of[0] * n + i] = x;
+        for (u32 j = 1; j <= wmax; j++) {
+            x = mt_init_step(x, j);
+            if (slot_of[j] != NO_SLOT) out[(u64)slot_of[j] * n + i] = x;
+        }
+    }
+}
