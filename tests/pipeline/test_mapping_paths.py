@@ -203,4 +203,3 @@ def test_numba_chunks_do_not_lose_seeds(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(numba_path, "CHUNK", 777)
     assert sieve_range(spec, 10, 9000, device="cpu", path="fast").survivors() == whole
     assert any(s == 3000 for s, _k, _m in whole)
-
