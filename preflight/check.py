@@ -17,6 +17,7 @@ from cluster.gpu.ledger import HealthLedger, apply_checks, quarantined_on
 from cluster.transport import executor_for
 from preflight.evaluate import (
     evaluate_capacity,
+    evaluate_gpu_kernels,
     evaluate_gpus,
     evaluate_identity,
     evaluate_missing_sources,
@@ -107,6 +108,7 @@ def run_preflight(
                     {k: v for k, v in g.readings.items() if v is not None}, "; ".join(g.evidence) or "no evidence",
                 )  # fmt: skip
         report.results.extend(evaluate_node_facts(n, facts, version, config.health))
+        report.results.extend(evaluate_gpu_kernels(n, facts))
         if step is not None and step >= 2:
             report.results.extend(evaluate_ramdisk(n, expected, remote))
     if not node:

@@ -154,6 +154,21 @@ def evaluate_node_facts(
     return out
 
 
+def evaluate_gpu_kernels(node: NodeConfig, facts: Mapping[str, Any]) -> list[CheckResult]:
+    """CuPy on a GPU node (the facts script asks when it checks torch): without it the compiled GPU kernels cannot
+    run there and the work takes the portable torch path, about 100x slower. A warning, not a failure: the
+    answers are the same."""
+    if node.gpu_kind == "cpu" or "cupy" not in facts or facts["cupy"]:
+        return []
+    why = f"does not import ({facts['cupy_error']})" if facts.get("cupy_error") else "is not installed"
+    if node.gpu_kind == "cuda":
+        fix = "pip install 'rig-watcher[cuda]' in the node's venv ('rig-watcher[cuda13]' on CUDA 13)"
+    else:
+        fix = "install the CuPy build of the node's ROCm in its venv (README: GPU kernels)"
+    message = f"CuPy {why}: the GPU kernels cannot run here, work takes the torch path (about 100x slower)"
+    return [CheckResult("cupy", node.name, "warn", message, remedy=fix)]
+
+
 def evaluate_ramdisk(
     node: NodeConfig, expected: Mapping[str, str], remote: Mapping[str, str | None]
 ) -> list[CheckResult]:

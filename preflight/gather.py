@@ -1,7 +1,8 @@
 """Gather: the facts preflight judges, read from every node in parallel under one deadline.
 
 Only I/O lives here (NHC's gather half): one GPU probe per node (cluster.gpu.probe), one small Python
-facts script (version, disk, memory, torch's view of the GPUs), and the sha256 of the ramdisk copies.
+facts script (version, disk, memory, whether CuPy imports, torch's view of the GPUs), and the sha256 of the ramdisk
+copies.
 What the facts mean is decided by the pure functions of preflight/evaluate.py.
 """
 
@@ -35,6 +36,15 @@ try:
 except OSError:
     pass
 if sys.argv[1] != "cpu":
+    # CuPy before torch: on ROCm importing torch first breaks CuPy's compiler (pipeline.worker keeps this order)
+    import importlib.util
+    out["cupy"] = None
+    if importlib.util.find_spec("cupy") is not None:
+        try:
+            import cupy
+            out["cupy"] = cupy.__version__
+        except Exception as e:
+            out["cupy_error"] = f"{type(e).__name__}: {e}"[:300]
     try:
         import torch
         out["device_count"] = torch.cuda.device_count()

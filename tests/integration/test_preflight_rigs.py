@@ -39,10 +39,13 @@ def test_healthy_cluster_passes_with_one_rocm_smi_call_per_node(rigs: Rigs) -> N
         assert len(calls) == 1 and "--json" in calls[0]  # gentle: one call for all 12 GPUs
 
 
-def test_cpu_only_torch_on_a_rocm_rig_is_caught(rigs: Rigs) -> None:
+def test_cpu_only_torch_and_no_cupy_on_a_rocm_rig_are_caught(rigs: Rigs) -> None:
     (rig,) = rigs(1, gpus=2)
     report = run_preflight(config_for([rig], check_torch_devices=True))
     assert any("torch sees 0 GPU(s), config says 2" in line for line in fails(report, "torch")), report.failure_lines()
+    # and the rig has no CuPy: a warning naming the fix (the work would take the torch path)
+    (cupy,) = [r for r in report.results if r.check == "cupy"]
+    assert cupy.status == "warn" and "CuPy is not installed" in cupy.message and "ROCm" in (cupy.remedy or "")
 
 
 def test_dead_and_hung_nodes_fail_fast_and_name_the_node(rigs: Rigs) -> None:

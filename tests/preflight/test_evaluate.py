@@ -26,6 +26,7 @@ from cluster.gpu.rocm_smi import apply_kernel_faults, parse_rocm_json
 from pipeline.store import RunStore
 from preflight.evaluate import (
     evaluate_capacity,
+    evaluate_gpu_kernels,
     evaluate_gpus,
     evaluate_node_facts,
     evaluate_ramdisk,
@@ -141,6 +142,17 @@ def test_node_facts_each_failure_is_named(change: dict, check: str, words: str) 
 def test_node_facts_all_fine() -> None:
     (result,) = evaluate_node_facts(rig(), FACTS_OK, "1.0", HealthPolicy())
     assert result.status == "ok"
+
+
+def test_a_gpu_node_without_cupy_is_a_warning_naming_the_fix() -> None:
+    (rocm,) = evaluate_gpu_kernels(rig(), {**FACTS_OK, "cupy": None})
+    assert (rocm.check, rocm.status) == ("cupy", "warn") and "CuPy is not installed" in rocm.message
+    assert "torch path" in rocm.message and "CuPy build of the node's ROCm" in (rocm.remedy or "")
+    (cuda,) = evaluate_gpu_kernels(rig(gpu_kind="cuda"), {**FACTS_OK, "cupy": None, "cupy_error": "ImportError: x"})
+    assert "does not import (ImportError: x)" in cuda.message and "rig-watcher[cuda]" in (cuda.remedy or "")
+    assert evaluate_gpu_kernels(rig(), {**FACTS_OK, "cupy": "13.6.0"}) == []
+    assert evaluate_gpu_kernels(rig(), FACTS_OK) == []  # torch (and CuPy) not asked: nothing to say
+    assert evaluate_gpu_kernels(rig(gpu_kind="cpu", gpu_count=2), {**FACTS_OK, "cupy": None}) == []
 
 
 def test_ramdisk_missing_and_stale_copies_are_named() -> None:
