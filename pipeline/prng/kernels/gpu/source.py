@@ -15,6 +15,24 @@ from pathlib import Path
 
 KERNEL_DIR = Path(__file__).resolve().parent
 FILES = ("common.cuh", "sieve.cu", "stream.cu", "mapped.cu", "variable.cu", "probe.cu")
+# every extern "C" kernel of the source (the plans launch them by these names; the compile tests find each one in
+# every target's binary)
+KERNELS: tuple[str, ...] = (
+    *(f"sieve_jump_{kind}" for kind in range(6)),
+    "sieve_xorshift32",
+    "sieve_mt_cursor",
+    "sieve_mt_program",
+    "sieve_xorshift64",
+    "sieve_xorshift128",
+    "sieve_xoshiro256pp",
+    "sieve_sfc64",
+    "sieve_philox",
+    *(f"walk_java_{kind}" for kind in range(3)),
+    *(f"walk_mt_{kind}_{by_array}" for by_array in (0, 1) for kind in range(5)),
+    *(f"variable_{mt}{ring}" for mt in ("", "mt_") for ring in (128, 512, 2048)),
+    "mt_words",
+    "probe",
+)
 
 
 @functools.cache
