@@ -19,7 +19,9 @@ stderr; a marker line on stderr ends each job's share of it. It exits when stdin
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -125,8 +127,33 @@ def answer(argv: list[str], read_job: Callable[[], str]) -> tuple[dict[str, Any]
     return reply, code
 
 
+def gpu_runtime_first() -> None:
+    """On a GPU slot, import CuPy before anything imports torch: on ROCm, torch imported first breaks CuPy's
+    compiler (hipRTC), and the compiled GPU kernels would not run. The slot's env names its kind
+    (WATCHER_GPU_KIND, cluster.scheduler.attempt.slot_env). A CuPy that fails to import is left to the jobs, which
+    probe it and say why."""
+    if os.environ.get("WATCHER_GPU_KIND") not in ("rocm", "cuda") or "torch" in sys.modules:
+        return
+    if importlib.util.find_spec("cupy") is not None:
+        with contextlib.suppress(Exception):
+            importlib.import_module("cupy")
+
+
+def prepare(argv: list[str]) -> None:
+    """Before a slot worker's hello: the jobs module's optional `prepare()` (e.g. compiling GPU kernels), so that
+    work runs while the node staggers its worker starts instead of in the first chunk. A failure is only logged:
+    the jobs meet it again and answer with it."""
+    try:
+        hook = getattr(importlib.import_module(argv[0]), "prepare", None) if len(argv) == 1 else None
+        if callable(hook):
+            hook()
+    except Exception as exc:
+        sys.stderr.write(f"pipeline.worker: prepare() failed: {type(exc).__name__}: {exc}\n")
+
+
 def main(argv: list[str] | None = None, stdin: Any = None, stdout: Any = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    gpu_runtime_first()
     if "--serve" in argv:
         return serve([a for a in argv if a != "--serve"])
     stdin = stdin or sys.stdin
@@ -167,11 +194,14 @@ def memory_facts() -> dict[str, int]:
 
 
 def release_gpu_memory() -> None:
-    """Between chunks: give cached GPU memory back, so the next chunk (or a cleanup) finds the GPU idle."""
-    torch = sys.modules.get("torch")
+    """Between chunks: give cached GPU memory back (torch's cache, CuPy's pool), so the next chunk (or a cleanup)
+    finds the GPU idle."""
+    torch, cupy = sys.modules.get("torch"), sys.modules.get("cupy")
     try:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+        if cupy is not None:
+            cupy.get_default_memory_pool().free_all_blocks()
     except Exception:  # a broken GPU shows up in the next job's own result, not here
         pass
 
@@ -211,6 +241,7 @@ def serve(argv: list[str]) -> int:
             lines.put(raw)
         os._exit(0)  # stdin closed: the coordinator is done with us (or gone), even in the middle of a job
 
+    prepare(argv)
     send({"hello": True, "version": worker_version(), "pid": os.getpid(), "pgid": os.getpgrp(),
           "mem_total": memory_facts()["mem_total"], "protocol": PROTOCOL})  # fmt: skip
     threading.Thread(target=heartbeat, daemon=True, name="heartbeat").start()

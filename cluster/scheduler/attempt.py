@@ -25,10 +25,15 @@ BAD_SPEC_EXIT = 2  # the worker's "your job spec is wrong" exit code
 
 def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
     """The node's env plus the slot's device selection; CPU slots get one thread each so N slots do not
-    oversubscribe the cores."""
+    oversubscribe the cores. All of it is in place when the worker process starts, before its first GPU call:
+    ROCm slots get HSA_ENABLE_SDMA=0 (copies without the SDMA engines, as the operators' rigs run) unless the node's
+    env says otherwise,
+    and WATCHER_GPU_KIND tells the worker which GPU runtime to load first (pipeline.worker)."""
     env = dict(node.env)
+    env["WATCHER_GPU_KIND"] = node.gpu_kind
     if node.gpu_kind == "rocm":
         env["HIP_VISIBLE_DEVICES"] = str(gpu)
+        env.setdefault("HSA_ENABLE_SDMA", "0")
     elif node.gpu_kind == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     else:

@@ -115,3 +115,16 @@ JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "score": run_score,
     "window_batch": run_window_batch,
 }
+
+
+def prepare() -> None:
+    """Called by a slot worker before its hello (pipeline.worker.prepare): on a GPU, compile the C kernels (or learn
+    that they cannot run there, with the warning that says why) now, behind the node's staggered worker starts;
+    the compile itself is once per node (pipeline.prng.kernels.gpu.launch)."""
+    from pipeline.prng.sieve import default_device
+
+    device = default_device()
+    if not device.startswith("cpu"):
+        from pipeline.prng.sieve.dispatch import gpu_kernels_available
+
+        gpu_kernels_available(device)

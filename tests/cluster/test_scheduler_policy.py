@@ -142,6 +142,11 @@ def test_slot_env_selects_the_device_per_kind() -> None:
     assert rocm["HIP_VISIBLE_DEVICES"] == "1" and rocm["HSA_OVERRIDE_GFX_VERSION"] == "10.3.0"
     assert cuda["CUDA_VISIBLE_DEVICES"] == "1" and "HIP_VISIBLE_DEVICES" not in cuda
     assert cpu["OMP_NUM_THREADS"] == "1" and "CUDA_VISIBLE_DEVICES" not in cpu
+    # set at the worker's start, before its first GPU call: SDMA off on ROCm, and which runtime loads first
+    assert rocm["HSA_ENABLE_SDMA"] == "0" and "HSA_ENABLE_SDMA" not in cuda
+    assert [e["WATCHER_GPU_KIND"] for e in (rocm, cuda, cpu)] == ["rocm", "cuda", "cpu"]
+    own = parse_config({"nodes": [{"name": "r", "gpu_kind": "rocm", "gpu_count": 1, "env": {"HSA_ENABLE_SDMA": "1"}}]})
+    assert slot_env(own.nodes[0], 0)["HSA_ENABLE_SDMA"] == "1"  # the node's own setting wins
 
 
 def test_failure_description_carries_all_evidence() -> None:

@@ -144,7 +144,7 @@ class CupyBackend:
                 scratch = [cupy.empty(plan.scratch_words * n, dtype=cupy.uint32)] if plan.scratch_words else []
                 grid = (n + BLOCK - 1) // BLOCK
                 fn((grid,), (BLOCK,), (np.uint64(start), np.uint32(n), *args, *scratch, out, count, np.uint32(cap)))
-                got = int(count.get()[0])
+                got = int(cupy.asnumpy(count)[0])
                 rows = cupy.asnumpy(out[: min(got, cap) * plan.row_words]).reshape(-1, plan.row_words)
             return rows, got
 
