@@ -5,9 +5,10 @@
 Each row sieves a window of 8 library calls copied from a planted seed (offset 3, skips 0-3, threshold 1.0, the
 bench/sieve.py shape) and reports whether the seed was found, so a fast-but-wrong path cannot post a number. The
 moduli are 1000 and, for the rejection samplers, one that rejects often (numpy 600: 41%, Python 600: 41%), so
-the cost of following the library's loop shows. --device cuda runs the fused Triton walks ("fast") and the torch
-path ("fallback") on the GPU and re-scores every survivor with the plain-Python oracle. Best of --repeat timed runs
-(and the median); the first, untimed run of a row compiles (numba, cached on disk) or warms up (torch).
+the cost of following the library's loop shows. --device cuda runs the C walks of the calls through CuPy ("fast")
+and the torch path ("fallback") on the GPU and re-scores every survivor with the plain-Python oracle. Best of
+--repeat timed runs (and the median); the first, untimed run of a row compiles (numba, cached on disk) or warms up
+(torch).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ seed's first 8 outputs and prints its rate and our mt19937 fast row's ratio to i
 when that row ran), from the same run: each of our rows runs again after php_mt_seed and is paired by its median time
 over both runs, bracketing php_mt_seed's minute or more in time.
 --device cuda checks every row's survivors against the reference (a small loose window per family and path, and
-every survivor of the timed row re-scored by the reference) and prints seeds/s per family and path.
+every survivor of the timed row re-scored by the reference) and prints seeds/s per family and path: "fast" is the C
+kernels through CuPy there, "fallback" torch (bench/gpu_check.sh runs both, and numba on the host's cores).
 
 Rows report the best of --repeat timed runs (and the median). php_mt_seed scans 2**32 MT19937 seeds
 against 8 outputs mod 1000 in ~80 s on the 2-vCPU reference machine, about 54 M seeds/s; every row is
@@ -21,6 +22,8 @@ is found, so a fast-but-wrong kernel cannot post a number.
 Variable-skip rows (skip_mode="variable", their five strategies) sieve a 20-draw history planted with their
 semantics (skips drifting by at most 3 a draw) at threshold 0.75; all paths of a preset run in the same process
 one after the other. Most random seeds give up after a few misses, so their cost is set by the widest strategy.
+On --device cuda each variable row is checked too: a block at seed 0 against the reference, and every survivor
+of the timed row re-scored by it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from pipeline.prng.generators.reference import GENERATORS, generate
 from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
 from pipeline.prng.sieve.reference import reference_sieve
 from pipeline.prng.sieve.spec import STREAM_GENERATORS
+from pipeline.prng.sieve.variable import reference_variable_score, reference_variable_sieve
 
 PHP_MT_SEED_RATE = 54e6
 WINDOW = 8
@@ -184,20 +188,27 @@ def variable_spec(generator: str, seed: int) -> SieveSpec:
     return SieveSpec(generator, tuple(residues), 0.75, skip_mode="variable")
 
 
-def run_variable_row(generator: str, path: str, seeds: int, repeat: int) -> dict:
+def run_variable_row(generator: str, path: str, seeds: int, repeat: int, device: str = "cpu") -> dict:
     planted = seeds // 2 + 123  # inside even the smallest (fallback) row
     spec = variable_spec(generator, planted)
-    sieve_range(spec, 0, 512, device="cpu", path=path)  # compile outside the timing
+    sieve_range(spec, 0, 512, device=device, path=path)  # compile outside the timing
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        result = sieve_range(spec, 0, seeds, device="cpu", path=path)
+        result = sieve_range(spec, 0, seeds, device=device, path=path)
         times.append(time.perf_counter() - t0)
     seconds = min(times)
+    extra = {}
+    if device != "cpu":  # a block against the reference, and every survivor of the timed row re-scored by it
+        block = sieve_range(spec, 0, 512, device=device, path=path).variable_survivors()
+        found = result.variable_survivors()
+        again = [(s, *(reference_variable_score(spec, s) or (-1, -1, []))) for s, *_ in found]
+        extra["verified"] = block == reference_variable_sieve(spec, range(512)) and again == found
     return {
+        **extra,
         "generator": generator,
         "mode": "variable",
-        "device": "cpu",
+        "device": device,
         "path": result.path,
         "window": VARIABLE_DRAWS,
         "strategies": len(spec.strategies),
@@ -235,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variable", default=DEFAULT_VARIABLE, help="presets for variable-skip rows ('' for none)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (ROCm is `cuda` too); cuda verifies every row")
     ap.add_argument("--size", type=int, default=0, help="seeds per row (overrides the table; e.g. 2**30 on a GPU)")
+    ap.add_argument("--fallback-size", type=int, default=0, help="seeds per fallback row (default: --size)")
+    ap.add_argument("--variable-size", type=int, default=0, help="seeds per variable-skip row (overrides the table)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip building and running the C ceiling")
     ap.add_argument("--php-mt-seed", metavar="PATH", help="run this php_mt_seed binary in the same run")
     args = ap.parse_args(argv)
@@ -246,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     mt_rows: dict[str, dict] = {}  # the mt19937 skips=1 rows, for the php_mt_seed pairing
     ok = True
     for g, path, skips, n in rows(args.quick, generators, args.paths.split(",")):
-        n = args.size // skips if args.size else n
+        size = args.fallback_size if path == "fallback" and args.fallback_size else args.size
+        n = size // skips if size else n
         row = run_row(g, path, skips, n, args.repeat, args.device, ceiling)
         ok &= row["planted_found"] and row.get("verified", True)
         if g == "mt19937" and skips == 1 and path in ("fast", "fallback"):
@@ -280,16 +294,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res) if args.json else " ".join(f"{k}={v}" for k, v in res.items()), flush=True)
     for g in filter(None, args.variable.split(",")):
         for path in args.paths.split(","):
-            if args.device != "cpu":
-                continue  # variable-skip rows are cpu rows
-            row = run_variable_row(g, path, VARIABLE_SIZES[path][pick], args.repeat)
+            size = args.variable_size if args.variable_size and path == "fast" else VARIABLE_SIZES[path][pick]
+            row = run_variable_row(g, path, size, args.repeat, args.device)
+            ok &= row["planted_found"] and row.get("verified", True)
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
                 print(
-                    f"{g:30s} variable {row['path']:8s} seeds={row['seeds']:>9,d} {row['seconds']:8.3f}s "
+                    f"{g:30s} variable {args.device}:{row['path']:8s} seeds={row['seeds']:>9,d} {row['seconds']:8.3f}s "
                     f"{row['seeds_per_s'] / 1e6:9.3f} M seeds/s survivors={row['survivors']} "
-                    f"found={row['planted_found']}",
+                    f"found={row['planted_found']}" + (f" verified={row['verified']}" if "verified" in row else ""),
                     flush=True,
                 )
     return 0 if ok else 1

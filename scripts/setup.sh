@@ -2,7 +2,9 @@
 # Install watcher into ./.venv on a fresh Debian/Ubuntu machine.
 #   scripts/setup.sh          the application (CPU torch unless a torch is already installed in .venv)
 #   scripts/setup.sh --test   plus what the test suite needs: openssh-server (fake rigs are real sshd),
-#                             chromium (the HTML report is rendered headless) and the `test` extra.
+#                             chromium (the HTML report is rendered headless), g++ (the GPU kernels run on the
+#                             CPU through a shim), clang-19 and lld-19 (the kernels compiled for gfx1030 / gfx1100)
+#                             and the `test` extra (NVRTC compiles them for sm_80 / sm_90).
 # WATCHER_TORCH overrides the torch requirement (e.g. a ROCm wheel index is set up by the operator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,9 @@ apt_install() {
 }
 
 if ((with_tests)); then
-  apt_install openssh-server chromium
+  apt_install openssh-server chromium g++
+  # a clang that knows gfx1030 and gfx1100, for the HIP compile tests (they skip, naming this, without one)
+  apt_install clang-19 lld-19 || echo "clang-19 is not available here: the HIP compile tests will skip" >&2
 fi
 
 python3 -m venv .venv
