@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.prng.generators.reference import GENERATORS, REFERENCE
-from pipeline.prng.sieve import SieveSpec, SieveSpecError
+from pipeline.prng.sieve import SieveSpec, SieveSpecError, sieve_range, variable_rows, variable_rows_of
 from pipeline.prng.sieve.spec import PRNG_CLUSTER_STRATEGIES
 from pipeline.prng.sieve.variable import (
     _Residues,
@@ -101,7 +101,28 @@ def blocks(draw: st.DrawFn) -> tuple[SieveSpec, range]:
 @given(blocks())
 def test_rows_are_every_passing_offset_and_strategy(case: tuple[SieveSpec, range]) -> None:
     spec, seeds = case
-    assert reference_variable_rows(spec, seeds) == brute_rows(spec, seeds)
+    expected = reference_variable_rows(spec, seeds)
+    assert expected == brute_rows(spec, seeds)
+    assert variable_rows(spec, seeds.start, seeds.stop, device="cpu", path="fast").rows() == expected
+    assert variable_rows(spec, seeds.start, seeds.stop, device="cpu", path="fallback").rows() == expected
+    assert variable_rows_of(spec, list(seeds)[::-1]).rows() == expected
+
+
+def test_dense_rows_overflow_a_kernel_task_and_are_all_kept() -> None:
+    """Modulus 10 at a low threshold: most seeds pass at many pairs, far beyond a task's row slots."""
+    residues = plant("prng_cluster.xorshift32", 5000, [9, 5, 6, 12, 20, 21, 19, 8, 7, 7], 10)
+    spec = SieveSpec("prng_cluster.xorshift32", residues, 0.3, modulus=10, skip_mode="variable", offset=1,
+                     offset_max=6)  # fmt: skip
+    got = variable_rows(spec, 4000, 12000, device="cpu", path="fast")
+    assert len(got) > 64 * 8000 / 7168 * 4 and got.rows() == reference_variable_rows(spec, range(4000, 12000))
+
+
+def test_the_one_offset_sieve_refuses_a_multi_offset_spec() -> None:
+    spec = SieveSpec("prng_cluster.lcg32", (1, 2, 3), 1.0, skip_mode="variable", offset=0, offset_max=2)
+    with pytest.raises(SieveSpecError, match=re.escape("spec.offset_max: this sieve scores one offset")):
+        sieve_range(spec, 0, 10, device="cpu")
+    with pytest.raises(SieveSpecError, match=re.escape("spec.skip_mode must be 'variable'")):
+        variable_rows(SieveSpec("lcg32", (1, 2), 1.0), 0, 10, device="cpu")
 
 
 def test_offset_max_is_variable_only_and_bounded() -> None:
