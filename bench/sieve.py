@@ -1,7 +1,8 @@
 """Sieve throughput: seeds/s per generator and path, as ratios to php_mt_seed (not part of the test suite).
 
     python bench/sieve.py [--json] [--quick] [--generators mt19937,lcg32] [--paths fast,fallback] [--variable P,..]
-                          [--device cuda] [--php-mt-seed PATH] [--no-ceiling]
+                          [--variable-block P] [--block-seeds N] [--block-old-seeds N] [--device cuda]
+                          [--php-mt-seed PATH] [--no-ceiling]
 
 Ceiling rows: where a C compiler is found, bench/ceiling/lcg_ceiling.c is built into a temporary directory (never
 into the repository) and run on the same seed count, first draw and target as the lcg32 / java_lcg fast rows,
@@ -24,6 +25,11 @@ semantics (skips drifting by at most 3 a draw) at threshold 0.75; all paths of a
 one after the other. Most random seeds give up after a few misses, so their cost is set by the widest strategy.
 On --device cuda each variable row is checked too: a block at seed 0 against the reference, and every survivor
 of the timed row re-scored by it.
+
+The variable-block row (bench/variable_block.py; --variable-block '' for none) is the pipeline's variable-skip job:
+every passing (offset, strategy) over 16 offsets and the 5 strategies, window 10 at threshold 1.0, 2**24 seeds by
+default, beside the old job shape (one sieve per (offset, strategy)) in the same run, with both rows' survivors
+checked against each other and against the plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -250,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variable-size", type=int, default=0, help="seeds per variable-skip row (overrides the table)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip building and running the C ceiling")
     ap.add_argument("--php-mt-seed", metavar="PATH", help="run this php_mt_seed binary in the same run")
+    ap.add_argument("--variable-block", default="prng_cluster.xorshift32", help="preset of the block row ('' none)")
+    ap.add_argument("--block-seeds", type=int, default=0, help="block row seeds (default 2**24, --quick 2**20)")
+    ap.add_argument("--block-old-seeds", type=int, default=0,
+                    help="old job shape's seeds (default 2**18, --quick 2**16); its time is extrapolated")  # fmt: skip
     args = ap.parse_args(argv)
     pick = 0 if args.quick else 1
     generators = [g for g in args.generators.split(",") if g]  # --generators '' runs only the variable rows
@@ -306,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"found={row['planted_found']}" + (f" verified={row['verified']}" if "verified" in row else ""),
                     flush=True,
                 )
+    if args.variable_block and args.device == "cpu":
+        from variable_block import describe, run_block_row
+
+        seeds = args.block_seeds or (1 << 20 if args.quick else 1 << 24)
+        old = args.block_old_seeds or (1 << 16 if args.quick else 1 << 18)
+        row = run_block_row(args.variable_block, seeds, min(old, seeds), args.repeat)
+        ok &= row["planted_found"] and row["rows_equal_old_shape"] and row["rows_equal_reference"]
+        print(json.dumps(row) if args.json else describe(row), flush=True)
     return 0 if ok else 1
 
 

@@ -1,5 +1,7 @@
 """`watcher verify`: does one seed (say, from the operators' survivors files) reproduce the history that
-pipeline.yaml names, under our generator definitions? Scored on the coordinator alone: no node is touched.
+pipeline.yaml names, under our generator definitions? Scored on the coordinator alone: no node is touched. The
+choice (offset and skip or strategy: the most matches on the train draws) and the verdict are
+pipeline.prng.verdict's, the same function that states `watcher run`'s verdict, so the two cannot disagree.
 
 Exit 0 when it reproduces, 1 when it does not, 78 for bad input (one line naming the field), 2 for usage.
 """
@@ -7,7 +9,6 @@ Exit 0 when it reproduces, 1 when it does not, 78 for bad input (one line naming
 from __future__ import annotations
 
 import argparse
-import math
 
 from cluster.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from pipeline.prng.data import RANGE_CAPS, DataSpec, History
@@ -65,7 +66,7 @@ def _checked(args: argparse.Namespace, data: DataSpec) -> tuple[str, str, list[i
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.prng.data import split
-    from pipeline.prng.scoring import verify_seed
+    from pipeline.prng.verdict import luck, verify_seed
     from pipeline.prng.workload import PrngWorkload
 
     spec = load_pipeline(args.pipeline or default_pipeline_path())
@@ -97,11 +98,10 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"best: {where}: {got['matches']}/{got['draws']} draws match ({got['match']:.0%}; {split_at})")
     expected_matches = got["draws"] * got["chance_per_draw"]
-    log_seeds = got["log10_chance_seeds"]
-    seeds = "0" if log_seeds == -math.inf else f"10^{log_seeds:.1f}" if log_seeds < -3 else f"{10**log_seeds:.3g}"
-    luck = f"expected to match {got['matches']} or more by luck over the {got['choices']} choice(s) tried: {seeds}"
+    by_luck = f"expected to match {got['matches']} or more by luck over the {got['choices']} choice(s) tried: "
     print(
-        f"chance: a random seed matches {expected_matches:.2f} of {got['draws']} draws; seeds of the 2^32 space {luck}"
+        f"chance: a random seed matches {expected_matches:.2f} of {got['draws']} draws; seeds of the 2^32 space "
+        f"{by_luck}{luck(got['log10_chance_seeds'])}"
     )
     print(f"reproduces: {'yes' if got['reproduces'] else 'no'}")
     return EXIT_OK if got["reproduces"] else EXIT_FAILED

@@ -6,7 +6,9 @@ can be stale or tampered with. So every answer to a reference-workload job is
    range and skip envelope; tags exactly those that were sent) -> AnswerRejected("invalid");
 2. recomputed where it makes a claim: every survivor must pass both of its windows again on the
    coordinator, with the same skip and match counts (through the job's mapping, if it names one: the draws are
-   library calls); sampled scores must equal the coordinator's own -> AnswerRejected("unverified");
+   library calls); a variable-skip block task's rows [seed, offset, strategy, matches] must be, seed by seed,
+   exactly the rows the coordinator computes for the seeds claimed; sampled scores must equal the coordinator's
+   own -> AnswerRejected("unverified");
 3. checked against the canary planted in the chunk (canary.py): a seed the coordinator chose, with a
    window made from that seed's own outputs, that any correct worker must report -> AnswerRejected("canary").
 The answer is then rebuilt from the validated fields alone (canary removed), so what the store keeps and
@@ -120,6 +122,11 @@ def _window_batch(payload: dict[str, Any], answer: WindowBatchAnswer, planted: c
     for i, (task, got) in enumerate(zip(sent, answer.tasks, strict=True)):
         if got.tag != task.get("tag"):
             raise AnswerRejected(f"tasks[{i}].tag {str(got.tag)[:60]} was never sent (expected {task.get('tag')})")
+        if "variable" in task:
+            _variable_task(i, task, got)
+            if not canary.is_canary(task):
+                kept.append(got.model_dump())
+            continue
         forward, reverse = SieveSpec.from_dict(task["forward"]), SieveSpec.from_dict(task["reverse"])
         start, end = int(task["start"]), int(task["end"])
         skips = forward.skip_max - forward.skip_min + 1
@@ -150,6 +157,34 @@ def _window_batch(payload: dict[str, Any], answer: WindowBatchAnswer, planted: c
             kept.append(got.model_dump())
     tested = sum(t["seeds_tested"] for t in kept)
     return {"ok": True, "kind": "window_batch", "tasks": kept, "seeds_tested": tested, **_meta(answer)}
+
+
+def _variable_task(i: int, task: dict[str, Any], got: TaskAnswer) -> None:
+    """A variable-skip block task's rows: inside the block and the spec's offsets and strategies, each (seed,
+    offset, strategy) once, the canary's seed among them, and every claimed seed's rows exactly the coordinator's."""
+    from pipeline.prng.sieve import SieveSpec, variable_rows_of
+
+    spec = SieveSpec.from_dict(task["variable"])
+    start, end = int(task["start"]), int(task["end"])
+    rows = sorted(got.survivors)
+    if got.seeds_tested != end - start or got.forward_count != len(rows):
+        raise AnswerRejected(f"tasks[{i}]: counts do not fit the block [{start}, {end}) and its {len(rows)} rows")
+    if len({tuple(r[:3]) for r in rows}) != len(rows):
+        raise AnswerRejected(f"tasks[{i}]: a (seed, offset, strategy) row is given twice")
+    for seed, offset, strategy, matches in rows:
+        if not start <= seed < end or offset not in spec.offsets or not 0 <= strategy < len(spec.strategies):
+            raise AnswerRejected(f"tasks[{i}]: row {seed} offset {offset} strategy {strategy} lies outside the task")
+        if not spec.need <= matches <= spec.scan_length:
+            raise AnswerRejected(f"tasks[{i}]: row {seed} has impossible matches {matches}")
+    claimed = sorted({r[0] for r in rows})
+    if canary.is_canary(task) and canary.seed_of(task) not in claimed:
+        raise AnswerRejected(f"missed the planted seed {canary.seed_of(task)} of tasks[{i}]", "canary")
+    again = variable_rows_of(spec, claimed).rows() if claimed else []
+    if [tuple(r) for r in rows] != again:
+        bad = next((r for r, a in zip([tuple(r) for r in rows], again, strict=False) if r != a), rows[0])
+        raise AnswerRejected(
+            f"tasks[{i}]: rows of seed {bad[0]} do not reproduce the window on the coordinator", "unverified"
+        )
 
 
 def _score(

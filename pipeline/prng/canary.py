@@ -8,7 +8,10 @@ whose generator, comparison or reporting is broken does not. A score chunk gets 
 whose score the coordinator computes itself. The canary is derived from the chunk's own payload, so
 the same chunk always carries the same canary (its chunk id, and so resume, are unaffected), and it
 sits at a position that depends on the payload, not always first or last. With a mapping (the chunk's specs
-name one) the canary's windows are made from that seed's library calls, as a history of its draws would be.
+name one) the canary's windows are made from that seed's library calls, as a history of its draws would be. A
+variable-skip block task's canary is a window drawn from the seed's own stream at the task's first offset with the
+skips its first strategy's scan follows (pipeline.prng.synth.variable_draws), so a correct worker reports a row of
+that seed.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ def plant(payload: dict[str, Any]) -> tuple[dict[str, Any], Planted | None]:
 
 def _plant_window(payload: dict[str, Any]) -> tuple[dict[str, Any], Planted | None]:
     first = payload["tasks"][0]
+    if "variable" in first:
+        return _plant_variable(payload, first["variable"])
     forward, reverse = first["forward"], first["reverse"]
     if forward.get("skip_mode", "fixed") != "fixed":
         return payload, None  # the canary's windows assume a fixed skip
@@ -69,6 +74,23 @@ def _plant_window(payload: dict[str, Any]) -> tuple[dict[str, Any], Planted | No
         "end": start + CANARY_BLOCK,
         "tag": tag,
     }
+    tasks = list(payload["tasks"])
+    tasks.insert((key >> 56) % (len(tasks) + 1), task)
+    return {**payload, "tasks": tasks}, {"seed": seed, "tag": tag}
+
+
+def _plant_variable(payload: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], Planted | None]:
+    from pipeline.prng.sieve.spec import PRNG_CLUSTER_STRATEGIES
+    from pipeline.prng.synth import variable_draws
+
+    key = digest(payload)
+    seed = key & 0xFFFFFFFF
+    strategy = (spec.get("strategies") or PRNG_CLUSTER_STRATEGIES)[0]
+    residues, _skips = variable_draws(spec["generator"], seed, len(spec["residues"]), offset=int(spec["offset"]),
+                                      strategy=strategy, modulus=int(spec["modulus"]), rng_seed=key)  # fmt: skip
+    start = min(seed - seed % CANARY_BLOCK, (1 << 32) - CANARY_BLOCK)
+    tag = [(key >> 32) & 0xFFFFFF, "variable"]
+    task = {"variable": {**spec, "residues": residues}, "start": start, "end": start + CANARY_BLOCK, "tag": tag}
     tasks = list(payload["tasks"])
     tasks.insert((key >> 56) % (len(tasks) + 1), task)
     return {**payload, "tasks": tasks}, {"seed": seed, "tag": tag}

@@ -117,6 +117,32 @@ def variable_draws(
     return out, skips
 
 
+def wandering_draws(
+    generator: str, seed: int, draws: int, *, offset: int = 0, skips: Sequence[int] = (5, 20), step: int = 2,
+    modulus: int = 1000, rng_seed: int = 0,
+) -> tuple[list[int], list[int]]:  # fmt: skip
+    """(draws, skips) as a program that skips a wandering number of outputs writes them, with no strategy in mind:
+    after `offset` outputs, skip s_j outputs then draw the next one; s_0 = skips[0] and each later skip moves by at
+    most `step`, staying within skips[0]..skips[1]. A strategy's scan (first, smallest matching skip) may take an
+    earlier output that happens to equal a draw, and a narrow one may then lose the stream."""
+    low, high = int(skips[0]), int(skips[1])
+    if not 0 <= low <= high or step < 0:
+        raise ValueError(f"skips={list(skips)} and step={step}: need 0 <= low <= high and step >= 0")
+    rng = random.Random(rng_seed)
+    it = REFERENCE[generator](seed)
+    for _ in range(offset):
+        next(it)
+    out, walk, s = [], [], low
+    for j in range(draws):
+        if j:
+            s = min(high, max(low, s + rng.randint(-step, step)))
+        for _ in range(s):
+            next(it)
+        out.append(next(it) % modulus)
+        walk.append(s)
+    return out, walk
+
+
 def make_variable_history(
     generator: str, seed: int, draws: int, *, offset: int = 0, strategy: Sequence[int] = (3, 5),
     modulus: int = 1000, start_date: str = "2024-01-01", rng_seed: int = 0, session_only: str | None = None,

@@ -10,11 +10,13 @@ The chance expectations are unchanged: every mapping draws uniformly, 1/modulus 
 
 With `data.skip_mode: variable` there is no fixed position for the newest draws (it depends on every skip
 before them), so the sieve tests one window: the oldest `window` train draws from each offset, each draw's
-skip searched with one of `data.strategies` (the operators' hybrid semantics, pipeline.prng.sieve.variable).
-A task then sieves one (offset, strategy); its "reverse" spec is the forward spec itself, so the job reports
-the forward matches twice. A seed keeps its first offset and, there, the first strategy with the most
-matches, as their kernels choose. The chance expectation is that of one variable window, summed over every
-offset and strategy (pipeline.prng.sieve.variable's honest per-draw 2*tolerance+1 chances).
+skip searched with `data.strategies` (the operators' hybrid semantics, pipeline.prng.sieve.variable). One task
+sieves a seed block at every offset under every strategy ({"variable": spec with offset..offset_max, tag
+[tag, "variable"]}: one residue stream per seed serves them all, pipeline.prng.sieve.rows), and answers every
+passing (offset, strategy) as a row [seed, offset, strategy, matches]. A seed keeps them all ("passing"); the
+scoring steps choose among them on the training draws (pipeline.prng.verdict.choose). The chance expectation is
+that of one variable window, summed over every offset and strategy (pipeline.prng.sieve.variable's honest
+per-draw 2*tolerance+1 chances): each (offset, strategy) is a choice a random seed may pass by luck.
 """
 
 from __future__ import annotations
@@ -26,20 +28,9 @@ from pipeline.prng.chance import pass_probability
 from pipeline.prng.data import DataSpec
 
 
-def strategy_indices(data: DataSpec) -> range | list[None]:
-    """The tasks per (block, offset): one per strategy in variable mode, one in fixed mode."""
-    return range(len(data.strategies)) if data.variable else [None]
-
-
-def window_specs(
-    data: DataSpec, train: Sequence[int], window: int, threshold: float, offset: int, strategy: int | None = None
-) -> tuple[dict, dict]:
+def window_specs(data: DataSpec, train: Sequence[int], window: int, threshold: float, offset: int) -> tuple[dict, dict]:
     """Forward window = the oldest `window` train draws; reverse = the newest, checked newest-first.
-    Two independent windows: a random seed must pass both, so chance survivors square away.
-    Variable mode: the forward window under data.strategies[strategy], and the same spec again as "reverse"."""
-    if data.variable:
-        forward = variable_spec(data, train[:window], threshold, offset, strategy or 0)
-        return forward, dict(forward)
+    Two independent windows: a random seed must pass both, so chance survivors square away (fixed skips)."""
     common: dict[str, Any] = {
         "generator": data.generator,
         "modulus": data.modulus,
@@ -65,17 +56,22 @@ def mapping_field(data: DataSpec) -> dict[str, str]:
     return {} if data.mapping == "mod" else {"mapping": data.mapping}
 
 
-def variable_spec(data: DataSpec, residues: Sequence[int], threshold: float, offset: int, strategy: int) -> dict:
-    """A variable-skip sieve spec for one strategy of data.strategies (its index in the task tag)."""
+def variable_spec(data: DataSpec, residues: Sequence[int], threshold: float) -> dict:
+    """The variable-skip sieve spec of a block task: every offset of data.offset_range, every strategy."""
+    lo, hi = data.offset_range
     return {
         "generator": data.generator,
         "modulus": data.modulus,
-        "offset": offset,
+        "offset": lo,
+        **({"offset_max": hi} if hi > lo else {}),
         "threshold": threshold,
         "residues": list(residues),
         "skip_mode": "variable",
-        "strategies": [list(data.strategies[strategy])],
+        "strategies": [list(s) for s in data.strategies],
     }
+
+
+VARIABLE_TAG = "variable"  # the second element of a variable block task's tag
 
 
 def offsets(data: DataSpec) -> range:
@@ -123,18 +119,19 @@ def block_tasks(
     data: DataSpec, train: Sequence[int], window: int, threshold: float, start: int, end: int, tag: Any = None
 ) -> list[dict[str, Any]]:
     """One task per offset for the seed block [start, end); each task's tag is [tag, offset]. Variable mode:
-    one per offset and strategy, tagged [tag, offset, strategy index]."""
+    one task for the block, every offset and strategy, tagged [tag, "variable"]."""
+    if data.variable:
+        spec = variable_spec(data, train[:window], threshold)
+        return [{"variable": spec, "start": start, "end": end, "tag": [tag, VARIABLE_TAG]}]
     tasks = []
     for offset in offsets(data):
-        for strategy in strategy_indices(data):
-            forward, reverse = window_specs(data, train, window, threshold, offset, strategy)
-            label = [tag, offset] if strategy is None else [tag, offset, strategy]
-            tasks.append({"forward": forward, "reverse": reverse, "start": start, "end": end, "tag": label})
+        forward, reverse = window_specs(data, train, window, threshold, offset)
+        tasks.append({"forward": forward, "reverse": reverse, "start": start, "end": end, "tag": [tag, offset]})
     return tasks
 
 
 def tasks_per_block(data: DataSpec) -> int:
-    return len(offsets(data)) * len(strategy_indices(data))
+    return 1 if data.variable else len(offsets(data))
 
 
 def sieve_payloads(tasks: Sequence[dict[str, Any]], tasks_per_job: int) -> list[dict[str, Any]]:
@@ -145,9 +142,10 @@ def sieve_payloads(tasks: Sequence[dict[str, Any]], tasks_per_job: int) -> list[
 
 def merge_survivors(results: Iterable[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
     """Per block tag: {"forward": forward-survivor count, "survivors": {seed: row}}; a seed found at several
-    offsets or skips keeps its first row (offset order), as a later verification would. A variable-skip row
-    names its strategy instead of a skip ({"strategy": index, "skip_mode": "variable"}); at one offset the
-    first strategy with the most matches wins, as in the operators' kernels."""
+    offsets or skips keeps its first row (offset order), as a later verification would. A variable-skip seed keeps
+    every passing (offset, strategy) in "passing" ([offset, strategy, matches], in that order) and, as its row's
+    offset and strategy, the first offset and there the first strategy with the most matches (what the operators'
+    kernels report); the scoring steps choose among "passing" on the training draws."""
     merged: dict[Any, dict[str, Any]] = {}
     for result in results:
         for task in result["tasks"]:
@@ -155,23 +153,25 @@ def merge_survivors(results: Iterable[dict[str, Any]]) -> dict[Any, dict[str, An
             key = tuple(tag) if isinstance(tag, list) else tag
             entry = merged.setdefault(key, {"forward": 0, "survivors": {}})
             entry["forward"] += task["forward_count"]
+            if offset == VARIABLE_TAG:
+                for seed, row_offset, index, matches in task["survivors"]:
+                    _add_variable(entry["survivors"], seed, row_offset, index, matches)
+                continue
             for seed, skip, fm, rm in task["survivors"]:
-                if not strategy:
-                    entry["survivors"].setdefault(
-                        seed,
-                        {"seed": seed, "skip": skip, "offset": offset, "forward_matches": fm, "reverse_matches": rm},
-                    )
+                if strategy:  # a one-(offset, strategy) task of an earlier version, stored before an upgrade
+                    _add_variable(entry["survivors"], seed, offset, strategy[0], fm)
                     continue
-                row = {"seed": seed, "skip_mode": "variable", "strategy": strategy[0], "offset": offset,
-                       "forward_matches": fm, "reverse_matches": rm}  # fmt: skip
-                old = entry["survivors"].get(seed)
-                if old is None or (old["offset"], -old["forward_matches"], old["strategy"]) > (
-                    offset,
-                    -fm,
-                    strategy[0],
-                ):
-                    entry["survivors"][seed] = row
+                entry["survivors"].setdefault(
+                    seed, {"seed": seed, "skip": skip, "offset": offset, "forward_matches": fm, "reverse_matches": rm}
+                )
     return merged
+
+
+def _add_variable(survivors: dict[int, dict[str, Any]], seed: int, offset: int, strategy: int, matches: int) -> None:
+    row = survivors.setdefault(seed, {"seed": seed, "skip_mode": "variable", "passing": []})
+    row["passing"] = sorted([*row["passing"], [offset, strategy, matches]])
+    first = min(row["passing"], key=lambda p: (p[0], -p[2], p[1]))
+    row.update(offset=first[0], strategy=first[1], forward_matches=first[2], reverse_matches=first[2])
 
 
 def with_skip_sequences(data: DataSpec, train: Sequence[int], window: int, rows: Iterable[dict[str, Any]]) -> None:
@@ -183,7 +183,9 @@ def with_skip_sequences(data: DataSpec, train: Sequence[int], window: int, rows:
     for row in rows:
         if row.get("skip_mode") != "variable":
             continue
-        spec = SieveSpec.from_dict(variable_spec(data, train[:window], 1.0 / window, row["offset"], row["strategy"]))
+        one = {**variable_spec(data, train[:window], 1.0 / window), "offset": row["offset"]}
+        one.pop("offset_max", None)
+        spec = SieveSpec.from_dict({**one, "strategies": [list(data.strategies[row["strategy"]])]})
         hit = reference_variable_score(spec, int(row["seed"]))
         row["strategy_params"] = list(data.strategies[row["strategy"]])
         row["skip_sequence"] = hit[2] if hit is not None else []
@@ -191,16 +193,26 @@ def with_skip_sequences(data: DataSpec, train: Sequence[int], window: int, rows:
 
 def window_batch_job(job: dict[str, Any]) -> dict[str, Any]:
     """Worker job "window_batch": forward sieves over seed blocks, each followed by the reverse check of
-    its survivors, so one process start serves many trials (starts cost more than small sieves)."""
-    from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
+    its survivors, so one process start serves many trials (starts cost more than small sieves). A variable
+    block task answers its rows ([seed, offset, strategy, matches]) as its survivors."""
+    from pipeline.prng.sieve import SieveSpec, sieve_range, variable_rows, verify_seeds
     from pipeline.worker import report_progress
 
     out = []
     tested = 0
     for task in job["tasks"]:
+        start, end = int(task["start"]), int(task["end"])
+        if "variable" in task:
+            rows = variable_rows(SieveSpec.from_dict(task["variable"]), start, end)
+            tested += rows.seeds_tested
+            report_progress(tested)
+            found = [list(r) for r in rows.rows()]
+            out.append({"tag": task.get("tag"), "forward_count": len(found), "seeds_tested": rows.seeds_tested,
+                        "survivors": found})  # fmt: skip
+            continue
         forward = SieveSpec.from_dict(task["forward"])
         reverse = SieveSpec.from_dict(task["reverse"])
-        fwd = sieve_range(forward, int(task["start"]), int(task["end"]))
+        fwd = sieve_range(forward, start, end)
         tested += fwd.seeds_tested
         report_progress(tested)  # heartbeats carry it: progress moves within a chunk
         both: list[list[int]] = []

@@ -1,8 +1,10 @@
 """Step 2: the best window of step 1 over the whole configured seed range, every offset and skip of the
 envelope, forward then reverse, chunked across the cluster -> bidirectional_survivors.json. It sieves the
 session step 1 chose (data.session unless step 1 searched sessions). With data.skip_mode: variable it sieves the
-one variable-skip window at every offset under every strategy, and each survivor carries its strategy and the
-skip sequence its strategy finds over the window (recomputed on the coordinator)."""
+one variable-skip window at every offset under every strategy (one task per seed block), and each survivor carries
+every (offset, strategy) that passed ("passing", for steps 2.5 and 3 to choose among on the train draws), and the
+first offset's first strategy with the most matches with the skip sequence it finds over the window (recomputed on
+the coordinator)."""
 
 from __future__ import annotations
 

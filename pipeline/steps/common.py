@@ -64,6 +64,27 @@ def study_key(work: PrngWorkload, *extra: str) -> str:
     return "-".join((key, *extra))
 
 
+def chosen_rows(work: PrngWorkload, survivors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Variable-skip survivors with their offset, strategy and skip sequence (over the train draws) those of the
+    pair chosen among the pairs that passed the window ("passing"), on the training draws: the choice `watcher
+    verify` makes, by the same function (pipeline.prng.verdict.choose). Fixed-skip survivors are returned as
+    they are. Steps 2.5 and 3 both score what this returns."""
+    from pipeline.prng.verdict import Envelope, choose
+
+    data = work.data
+    if not data.variable:
+        return survivors
+    env = Envelope.of(data)
+    out = []
+    for row in survivors:
+        cands = [(int(o), int(i)) for o, i, _m in row.get("passing") or [[row["offset"], row["strategy"], 0]]]
+        got = choose(data.generator, int(row["seed"]), work.train, data.modulus, env, cands)
+        offset, strategy = got.choice
+        out.append({**row, "offset": offset, "strategy": strategy, "strategy_params": list(data.strategies[strategy]),
+                    "skip_sequence": got.skips})  # fmt: skip
+    return out
+
+
 def score_rows(work: PrngWorkload, survivors: list[dict[str, Any]]) -> list[list[int]]:
     """What a "score" job scores per survivor: [seed, skip, offset], or [seed, offset, max_misses, tolerance]
     for a variable-skip survivor (its strategy)."""

@@ -1,28 +1,22 @@
 """Step 3: every survivor scored on train and holdout (the nodes' ramdisk copies) with the tuned scorer
--> ranked_survivors.json. The verdict is honest: a top survivor whose holdout match is no better than
-chance is reported as "no survivor beats chance", not as a recovered seed. Variable-skip survivors are scored
-with their strategy's skips, carried on through train into the holdout; their chance per draw is that of
-their strategy's 2*tolerance+1 candidate skips, and a recovery must also be significant against it. With a
-data.mapping the survivors are scored (and the top rescored on the coordinator) on the seed's library calls; the
-chance per draw stays 1/modulus (every mapping draws uniformly)."""
+-> ranked_survivors.json. The verdict is honest, and it is `watcher verify`'s: the top survivor is judged by
+pipeline.prng.verdict.judge (its reading chosen on the train draws, the holdout judging that choice, the chance
+counted over every offset and skip or strategy of the search and every seed of the 2**32 space), so a top
+survivor whose holdout match is no better than chance is reported as "no seed reproduces", not as a recovered
+seed. Variable-skip survivors are scored at the (offset, strategy) their training draws choose among those that
+passed the window, with that strategy's skips carried on through train into the holdout. With a data.mapping the
+survivors are scored (and the top rescored on the coordinator) on the seed's library calls; the chance per draw
+stays 1/modulus (every mapping draws uniformly)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pipeline.outputs import read_output, write_output
 from pipeline.prng.answers import confirm_ranking
-from pipeline.prng.chance import SIGNIFICANCE
 from pipeline.prng.data import DataSpec
-from pipeline.prng.mappings import chance_per_draw
-from pipeline.prng.scoring import (
-    chance_baseline,
-    confirm_variable_ranking,
-    log10_binomial_tail,
-    variable_chance_baseline,
-)
-from pipeline.prng.sieve.variable import draw_hit_probability
+from pipeline.prng.scoring import chance_baseline, confirm_variable_ranking, variable_chance_baseline
+from pipeline.prng.verdict import Envelope, judge, luck
 from pipeline.step import Step, StepContext, StepParams, StepResult
 from pipeline.steps.common import (
     BIDIRECTIONAL,
@@ -30,21 +24,35 @@ from pipeline.steps.common import (
     RANKED,
     SCORER_CONFIG,
     TRAIN_FILE,
+    chosen_rows,
     prng,
     score_payloads,
     score_rows,
 )
 
-RECOVERED_MATCH = 0.5  # holdout exact-match fraction far above chance (1/modulus)
+
+def judged(top: dict[str, Any], data: DataSpec, draws: Any, n_train: int) -> dict[str, Any]:
+    """pipeline.prng.verdict.judge on the top survivor: its candidates are the (offset, strategy) pairs that passed
+    the window (variable skips) or its (offset, skip); the envelope is the data set's whole search."""
+    if data.variable:
+        cands = [(int(o), int(i)) for o, i, _m in top.get("passing") or [[top["offset"], top["strategy"], 0]]]
+    else:
+        cands = [(int(top["offset"]), int(top["skip"]))]
+    return judge(data.generator, int(top["seed"]), draws, n_train, data.modulus, Envelope.of(data), cands)
 
 
-def variable_recovered(top: dict[str, Any], data: DataSpec, n_holdout: int, candidates: int) -> tuple[bool, float]:
-    """(recovered, chance per draw) for a variable-skip top survivor: a holdout match of at least
-    RECOVERED_MATCH that no candidate would reach by chance (binomial tail x candidates < SIGNIFICANCE)."""
-    chance = draw_hit_probability(data.strategies[int(top["strategy"])][1], data.modulus)
-    hits = round(top["holdout_match"] * n_holdout)
-    tail = log10_binomial_tail(n_holdout, hits, chance) + math.log10(max(1, candidates))
-    return top["holdout_match"] >= RECOVERED_MATCH and tail < math.log10(SIGNIFICANCE), chance
+def recovered_verdict(seed: int, got: dict[str, Any]) -> str:
+    """What a recovery says: the holdout match, the chance per draw, the reading and the odds over every choice."""
+    if "strategy" in got:
+        misses, tolerance = got["strategy_params"]
+        where = f"offset {got['offset']}, strategy {got['strategy']} ({misses} misses / tolerance {tolerance})"
+    else:
+        where = f"offset {got['offset']}, skip {got['skip']}"
+    return (
+        f"seed {seed} recovered: holdout match {got['holdout_match']:.0%} (chance {got['chance_per_draw']:.1%}) at "
+        f"{where}; {got['matches']}/{got['draws']} draws match, as many by luck: {luck(got['log10_chance_seeds'])} "
+        f"seeds of 2^32 over {got['choices']} choice(s)"
+    )
 
 
 def no_seed_verdict(data: DataSpec, sieve: dict[str, Any], best_holdout: float | None) -> str:
@@ -90,7 +98,7 @@ class FullScoring(Step[StepParams]):
         sieve = read_output(ctx.output_dir / BIDIRECTIONAL, "bidirectional_survivors", hashes)
         work = prng(ctx, sieve.get("session"))
         data = work.data
-        survivors = sieve["survivors"]
+        survivors = chosen_rows(work, sieve["survivors"])
         params = read_output(ctx.output_dir / SCORER_CONFIG, "scorer_config", hashes)["params"]
         triples = score_rows(work, survivors)
         ranked: list[dict[str, Any]] = []
@@ -120,19 +128,19 @@ class FullScoring(Step[StepParams]):
                 ranked = confirm_variable_ranking(data.generator, data.modulus, data.strategies, work.history.draws,
                                                   len(work.train), ranked, params)  # fmt: skip
         top = ranked[0] if ranked else None
-        chance = chance_per_draw(data.mapping, data.modulus)  # 1/modulus: every mapping draws uniformly
-        recovered = bool(top and top["holdout_match"] >= max(RECOVERED_MATCH, 10 * chance))
+        got = judged(top, data, work.history.draws, len(work.train)) if top else None
+        recovered = bool(got and got["reproduces"])
         baseline = chance_baseline(params, data.modulus)
         if data.variable:
-            recovered, chance = variable_recovered(top, data, len(work.holdout), len(ranked)) if top else (False, 0.0)
             baseline = variable_chance_baseline(params, max(t for _m, t in data.strategies), data.modulus)
-        if recovered and top:
-            verdict = f"seed {top['seed']} recovered: holdout match {top['holdout_match']:.0%} (chance {chance:.1%})"
+        if recovered and top and got:
+            verdict = recovered_verdict(top["seed"], got)
         else:
-            verdict = no_seed_verdict(data, sieve, top["holdout_match"] if top else None)
+            verdict = no_seed_verdict(data, sieve, got["holdout_match"] if got else None)
         out = {
             "verdict": verdict,
             "recovered": recovered,
+            "judged": {"seed": top["seed"], **got} if top and got else None,
             "scorer": params,
             "chance_baseline": baseline,
             "ranked": ranked,

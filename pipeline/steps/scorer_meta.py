@@ -2,7 +2,9 @@
 weighting, partial credit) on the train history, evaluated by "score" jobs on the nodes against their
 ramdisk copy of it. The objective is the best survivor's score above what chance gives any seed, less
 half the runner-up's: a scorer must separate, not flatter. Variable-skip survivors are scored with their
-strategy's skips (skip_tolerance then plays no part) against the chance a window of their tolerance gives."""
+strategy's skips (skip_tolerance then plays no part) against the chance a window of their tolerance gives; a survivor
+that passed the window at several (offset, strategy) pairs is scored at the one its training draws choose
+(pipeline.steps.common.chosen_rows)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pipeline.steps.common import (
     BIDIRECTIONAL,
     SCORER_CONFIG,
     TRAIN_FILE,
+    chosen_rows,
     prng,
     score_payloads,
     score_rows,
@@ -72,7 +75,7 @@ class ScorerMeta(Step[ScorerParams]):
                 ctx.output_dir / SCORER_CONFIG, "scorer_config", {"params": SCORER_DEFAULTS, "best_value": None}, hashes
             )
             return StepResult({"survivors": 0, "completed_trials": 0, "note": "no survivor to score"})
-        triples = score_rows(work, survivors)
+        triples = score_rows(work, chosen_rows(work, survivors))
         study = open_study(ctx.state_dir, study_name(2.5, study_key(work), SPACE_VERSION))
         abandoned = fail_abandoned(study)
         done = trials_of(study, ctx.run_id, ctx.attempt, (TrialState.COMPLETE,))

@@ -14,10 +14,11 @@ from cluster.scheduler.types import AnswerRejected
 from pipeline.prng import answers, canary
 from pipeline.prng.data import DataSpec, load_history, parse_history
 from pipeline.prng.mappings import library as lib
-from pipeline.prng.scoring import SCORER_DEFAULTS, score_job, verify_seed
+from pipeline.prng.scoring import SCORER_DEFAULTS, score_job
 from pipeline.prng.sieve import SieveSpec, SieveSpecError
 from pipeline.prng.synth import main as synth_main
 from pipeline.prng.synth import make_history, planted_values
+from pipeline.prng.verdict import verify_seed
 from pipeline.prng.windows import block_tasks, sieve_payloads, window_batch_job, window_specs
 from pipeline.prng.workload import PrngWorkload
 

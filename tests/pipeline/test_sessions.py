@@ -12,10 +12,11 @@ from pydantic import ValidationError
 
 from cluster.errors import ConfigError
 from pipeline.prng.data import DataSpec, load_history, parse_history, select_session, split
-from pipeline.prng.scoring import score_job, score_variable, verify_seed
+from pipeline.prng.scoring import score_job, score_variable
 from pipeline.prng.sieve.spec import SieveSpec
 from pipeline.prng.sieve.variable import reference_variable_score, strategy_pass_probability
 from pipeline.prng.synth import make_history, make_session_history, make_variable_history
+from pipeline.prng.verdict import verify_seed
 from pipeline.prng.windows import (
     block_tasks,
     expected_bidirectional,
@@ -61,14 +62,17 @@ def test_session_filters_and_names_the_field(tmp_path: Path) -> None:
     assert custom.session_names() == ("am", "pm") and len(select_session(custom, "am")) == 2
 
 
-def test_variable_tasks_one_per_offset_and_strategy() -> None:
+def test_a_variable_task_covers_every_offset_and_strategy_of_its_block() -> None:
     data = DataSpec(skip_mode="variable", offset_range=(0, 2), strategies=((3, 5), (10, 20)))
     tasks = block_tasks(data, list(range(30)), 8, 0.75, 0, 1024, tag=7)
-    assert tasks_per_block(data) == len(tasks) == 6
-    assert [t["tag"] for t in tasks[:3]] == [[7, 0, 0], [7, 0, 1], [7, 1, 0]]
-    spec = SieveSpec.from_dict(tasks[1]["forward"])
-    assert spec.variable and spec.strategies == ((10, 20),) and spec.residues == tuple(range(8))
-    assert tasks[1]["reverse"] == tasks[1]["forward"]
+    assert tasks_per_block(data) == len(tasks) == 1
+    (task,) = tasks
+    assert task["tag"] == [7, "variable"] and (task["start"], task["end"]) == (0, 1024)
+    spec = SieveSpec.from_dict(task["variable"])
+    assert spec.variable and spec.strategies == ((3, 5), (10, 20)) and spec.residues == tuple(range(8))
+    assert spec.offsets == range(0, 3)
+    one = block_tasks(DataSpec(skip_mode="variable", offset_range=(4, 4)), [1] * 9, 8, 1.0, 0, 64)[0]["variable"]
+    assert one["offset"] == 4 and "offset_max" not in one  # a single offset: the spec as before
     assert tasks_per_block(DataSpec()) == 16  # fixed mode unchanged
 
 
@@ -81,21 +85,30 @@ def test_variable_window_batch_finds_the_planted_seed_with_its_skips() -> None:
     merged = merge_survivors([window_batch_job({"tasks": tasks})])[None]
     rows = list(merged["survivors"].values())
     assert [r["seed"] for r in rows] == [seed] and rows[0]["strategy"] == 1 and rows[0]["forward_matches"] == 12
+    assert rows[0]["passing"] == [[0, 1, 12]]
     with_skip_sequences(data, draws, 12, rows)
     assert rows[0]["skip_sequence"] == skips[:12] and rows[0]["strategy_params"] == [10, 20]
 
 
-def test_merge_keeps_first_offset_then_the_first_strategy_with_most_matches() -> None:
+def test_merge_keeps_every_passing_pair_and_shows_the_first_offset_then_strategy_with_most_matches() -> None:
     result = {"tasks": [
+        {"tag": [1, "variable"], "forward_count": 5,
+         "survivors": [[9, 1, 0, 8], [9, 0, 2, 7], [4, 0, 1, 6], [9, 0, 0, 5], [9, 0, 1, 7]]},
+    ]}  # fmt: skip
+    merged = merge_survivors([result])[1]
+    assert merged["forward"] == 5
+    assert merged["survivors"][9] == {"seed": 9, "skip_mode": "variable", "strategy": 1, "offset": 0,
+                                      "forward_matches": 7, "reverse_matches": 7,
+                                      "passing": [[0, 0, 5], [0, 1, 7], [0, 2, 7], [1, 0, 8]]}  # fmt: skip
+    assert merged["survivors"][4]["passing"] == [[0, 1, 6]]
+    # one-(offset, strategy) tasks of an earlier version (stored before an upgrade) merge the same way
+    old = {"tasks": [
         {"tag": [1, 0, 0], "forward_count": 1, "survivors": [[9, 0, 5, 5]]},
         {"tag": [1, 0, 1], "forward_count": 2, "survivors": [[9, 0, 7, 7], [4, 0, 6, 6]]},
         {"tag": [1, 0, 2], "forward_count": 1, "survivors": [[9, 0, 7, 7]]},
         {"tag": [1, 1, 0], "forward_count": 1, "survivors": [[9, 0, 8, 8]]},
     ]}  # fmt: skip
-    merged = merge_survivors([result])[1]
-    assert merged["forward"] == 5
-    assert merged["survivors"][9] == {"seed": 9, "skip_mode": "variable", "strategy": 1, "offset": 0,
-                                      "forward_matches": 7, "reverse_matches": 7}  # fmt: skip
+    assert merge_survivors([old])[1]["survivors"] == merged["survivors"]
 
 
 def test_variable_expectation_is_honest_against_random_seeds() -> None:
@@ -154,4 +167,5 @@ def test_verify_seed_fixed_and_variable() -> None:
     draws = [h["draw"] for h in history]
     got = verify_seed("prng_cluster.pcg32_hybrid", 7, draws, 24, 1000, offsets=[0], strategies=[(3, 5), (20, 50)])
     assert got["reproduces"] and got["strategy"] == 0 and got["skip_sequence"] == skips
-    assert got["chance_per_draw"] == pytest.approx(1 - 0.999**101)
+    # the chosen strategy's chance per draw; the significance sums every strategy's tail
+    assert got["chance_per_draw"] == pytest.approx(1 - 0.999**11) and got["choices"] == 2

@@ -1,7 +1,8 @@
 """The seed sieve: which 32-bit seeds reproduce a window of draws, and at which skip.
 
 Modules: dispatch (sieve_range / verify_seeds, path choice), spec (SieveSpec, validation), fast (numba),
-torch_path (portable torch, cpu or GPU), reference (plain Python, the oracle in tests).
+torch_path (portable torch, cpu or GPU), reference (plain Python, the oracle in tests), variable (the variable-skip
+semantics, oracle and chance), rows (variable_rows / variable_rows_of: every passing offset and strategy).
 """
 
 from pipeline.prng.sieve.dispatch import (
@@ -13,6 +14,7 @@ from pipeline.prng.sieve.dispatch import (
     sieve_range,
     verify_seeds,
 )
+from pipeline.prng.sieve.rows import VariableRows, variable_rows, variable_rows_of
 from pipeline.prng.sieve.spec import SieveSpec, SieveSpecError
 
 __all__ = [
@@ -21,8 +23,11 @@ __all__ = [
     "SieveResult",
     "SieveSpec",
     "SieveSpecError",
+    "VariableRows",
     "default_device",
     "generate",
     "sieve_range",
+    "variable_rows",
+    "variable_rows_of",
     "verify_seeds",
 ]

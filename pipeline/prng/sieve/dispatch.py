@@ -249,7 +249,10 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
 
 
 def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
-    """Variable-skip sieve of `seeds` (a range, or sorted unique seeds) on the chosen path."""
+    """Variable-skip sieve of `seeds` (a range, or sorted unique seeds) on the chosen path: each seed's best strategy
+    at one offset. Every passing (offset, strategy) over several offsets is pipeline.prng.sieve.rows' job."""
+    if spec.offset_max is not None:
+        raise SieveSpecError("spec.offset_max: this sieve scores one offset; use pipeline.prng.sieve.variable_rows")
     if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
         from pipeline.prng.sieve.fast import fast_variable_sieve
 

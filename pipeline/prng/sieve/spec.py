@@ -33,6 +33,7 @@ PRNG_CLUSTER_STRATEGIES: tuple[tuple[int, int], ...] = ((3, 5), (10, 20), (5, 5)
 MAX_STRATEGIES = 255
 MAX_TOLERANCE = 1000
 MAX_VARIABLE_DRAWS = 2048  # their hybrid kernels never examine a draw beyond this (the score still divides by k)
+MAX_OFFSETS = 4096  # offsets one variable-skip spec may cover (offset..offset_max), as data.offset_range allows
 
 
 class SieveSpecError(ConfigError):
@@ -48,7 +49,9 @@ class SieveSpec:
 
     skip_mode="variable" searches each draw's skip instead (pipeline.prng.sieve.variable): `strategies` are
     (max consecutive misses, skip tolerance) pairs, default their five presets; `offset` outputs are discarded
-    first; skip_min/skip_max/first_draw must stay 0 and direction forward.
+    first; skip_min/skip_max/first_draw must stay 0 and direction forward. `offset_max` (variable mode only; None
+    means `offset` alone) makes the spec cover every offset offset..offset_max: one residue stream per seed serves
+    them all (pipeline.prng.sieve.variable.reference_variable_rows).
 
     mapping (pipeline.prng.mappings): how the library turns outputs into a draw; positions then count library
     calls, not outputs (a rejection sampler takes a seed-dependent number of outputs per call). "mod" (the raw
@@ -67,6 +70,7 @@ class SieveSpec:
     skip_mode: str = "fixed"
     strategies: tuple[tuple[int, int], ...] = ()
     mapping: str = MOD
+    offset_max: int | None = None
 
     def __post_init__(self) -> None:
         if self.generator not in ALL_GENERATORS:
@@ -98,6 +102,7 @@ class SieveSpec:
         if self.direction not in DIRECTIONS:
             raise SieveSpecError(f"spec.direction={self.direction!r} must be 'forward' or 'reverse'")
         self._check_skip_mode()
+        self._check_offsets()
         problem = (
             mapping_error(self.mapping, self.generator, self.modulus, self.skip_mode)
             if isinstance(self.mapping, str)
@@ -143,6 +148,22 @@ class SieveSpec:
             raise SieveSpecError("spec.skip_min, skip_max and first_draw must be 0 with skip_mode='variable'")
         if self.direction != "forward":
             raise SieveSpecError("spec.direction must be 'forward' with skip_mode='variable'")
+
+    def _check_offsets(self) -> None:
+        if self.offset_max is None:
+            return
+        object.__setattr__(self, "offset_max", _as_int(self.offset_max, "spec.offset_max"))
+        if not self.variable:
+            raise SieveSpecError("spec.offset_max is only meaningful with skip_mode='variable'; fix: drop it")
+        if not self.offset <= self.offset_max < self.offset + MAX_OFFSETS:
+            raise SieveSpecError(
+                f"spec.offset_max={self.offset_max} must lie in [offset={self.offset}, offset+{MAX_OFFSETS})"
+            )
+
+    @property
+    def offsets(self) -> range:
+        """The offsets this spec covers: offset..offset_max (variable mode), else offset alone."""
+        return range(self.offset, (self.offset if self.offset_max is None else self.offset_max) + 1)
 
     @property
     def variable(self) -> bool:
@@ -191,6 +212,8 @@ class SieveSpec:
             del d["skip_mode"], d["strategies"]
         if self.mapping == MOD:  # and as before mappings existed
             del d["mapping"]
+        if self.offset_max is None:  # and as before one spec covered several offsets
+            del d["offset_max"]
         return d
 
     @classmethod

@@ -15,7 +15,9 @@ output. What a miss does, and whether E follows the matches, is the family's `Va
   scan stops when the misses in a row exceed N.
 
 Only the first MAX_VARIABLE_DRAWS draws are examined; the score is matches / k over the whole window. The best
-strategy is the first with strictly more matches, and a seed survives when that reaches the spec's threshold.
+strategy is the first with strictly more matches, and a seed survives when that reaches the spec's threshold
+(`reference_variable_score`, one offset). The pipeline keeps more: `reference_variable_rows` is every passing
+(offset, strategy) of a seed over offset..offset_max, the contract of the block kernels.
 Their reseed, learning-rate and breakpoint fields never reach their kernels and have no counterpart here.
 Unexamined draws (after an early stop) get skip -1 where their kernels copy out uninitialised memory.
 """
@@ -65,13 +67,20 @@ def scan_strategy(
     misses: int,
     tolerance: int,
     rule: fam.VariableRule,
+    need: int = 0,
 ) -> tuple[int, list[int]]:
-    """(matches, skip per examined draw, -1 after an early stop) for one strategy."""
+    """(matches, skip per examined draw, -1 after an early stop) for one strategy.
+
+    need > 0: the scan also stops on the miss after which it can no longer reach `need` matches (matches so far
+    plus the draws left fall short; with need above the draws examined it does not start). Only a scan that cannot
+    pass stops there, so a passing scan's matches and skips are exactly those of need=0; a stopped scan reports
+    the matches it had, which are below `need`.
+    """
     add_hi, extra = miss_advance(rule)
     scan = min(len(targets), MAX_VARIABLE_DRAWS)
     skips = [-1] * scan
     pos, e, matches, run = offset, EXPECTED_START, 0, 0
-    for j in range(scan):
+    for j in range(scan if need <= scan else 0):
         lo, hi = (e - tolerance if e > tolerance else 0), e + tolerance
         values = residues.upto(pos + hi + 1)
         found = next((s for s in range(lo, hi + 1) if values[pos + s] == targets[j]), None)
@@ -84,7 +93,7 @@ def scan_strategy(
         run += 1
         skips[j] = e if rule.adaptive else 0
         pos += (hi if add_hi else 0) + extra
-        if run >= misses if rule.adaptive else run > misses:
+        if (run >= misses if rule.adaptive else run > misses) or matches + scan - j - 1 < need:
             break
     return matches, skips
 
@@ -109,6 +118,31 @@ def reference_variable_sieve(spec: SieveSpec, seeds: Iterable[int]) -> list[tupl
         if hit is not None:
             found.append((int(seed), *hit))
     return found
+
+
+VariableRow = tuple[int, int, int, int]  # (seed, offset, strategy index into spec.strategies, matches)
+
+
+def reference_variable_rows(spec: SieveSpec, seeds: Iterable[int]) -> list[VariableRow]:
+    """Every passing (offset, strategy) of every seed: the block-level contract of the variable-skip sieve, which
+    every kernel (numba, GPU) must reproduce row for row.
+
+    For each seed ONE residue stream serves every offset of spec.offsets (offset..offset_max) and every strategy
+    of spec.strategies; each (offset, strategy) is `scan_strategy` from that offset, stopped as soon as it can no
+    longer reach spec.need matches (which changes no passing row). Every (offset, strategy) reaching spec.need is a
+    row (seed, offset, strategy index, matches), not only a seed's best: the scoring steps choose among them on
+    the training draws (pipeline.prng.verdict). Rows come in seed order (as given), then offset, then strategy.
+    """
+    rule = rule_for(spec.generator)
+    rows: list[VariableRow] = []
+    for seed in seeds:
+        residues = _Residues(spec.generator, int(seed), spec.modulus)
+        for offset in spec.offsets:
+            for index, (misses, tol) in enumerate(spec.strategies):
+                matches, _ = scan_strategy(residues, spec.residues, offset, misses, tol, rule, spec.need)
+                if matches >= spec.need:
+                    rows.append((int(seed), offset, index, matches))
+    return rows
 
 
 # --- chance -----------------------------------------------------------------------------------------------
