@@ -31,7 +31,7 @@ from pipeline.prng.mappings import library as lib
 from pipeline.prng.mappings import torch_path as mtp
 from pipeline.prng.sieve import SieveSpec, gpu_path
 from pipeline.prng.sieve.spec import PRNG_CLUSTER_STRATEGIES
-from pipeline.prng.sieve.variable import reference_variable_sieve
+from pipeline.prng.sieve.variable import reference_variable_rows, reference_variable_sieve
 
 pytestmark = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or clang++): apt-get install g++")
 EXAMPLES = 25
@@ -55,13 +55,15 @@ FAMILY_CORNERS = [
 ]
 
 
-def family_corners(be: Any) -> dict[str, Any]:
+def family_corners(be: Any, first: bool = False) -> dict[str, Any]:
     bad: dict[str, Any] = {}
     for g in GENERATORS:
         for lo, residues, kw in FAMILY_CORNERS:
             result = check_family(be, SieveSpec(g, residues, **kw), range(lo, lo + 256))
             if result[:2] != (True, True) or not result[2]:
                 bad[f"{g}@{lo}"] = result
+                if first:
+                    return bad
     for offset in (400, 1250, 2600):  # MT words of the 2nd, 3rd and 5th twist
         spec = SieveSpec("php_mt_rand", (1, 0, 1), 0.6, modulus=2, offset=offset, skip_max=1, direction="reverse")
         result = check_family(be, spec, range(TOP - 40, TOP))
@@ -103,20 +105,42 @@ def walk_corners(be: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return bad
 
 
-def variable_corners(be: Any) -> dict[str, Any]:
+def variable_corners(be: Any, first: bool = False) -> dict[str, Any]:
     bad: dict[str, Any] = {}
     for i, g in enumerate(GENERATORS):
         lo = 0 if i % 2 else TOP - 40
         targets = planted_variable(g, lo + 17, 3, 12, 50, random.Random(g))
-        for strategies in (PRNG_CLUSTER_STRATEGIES, ((2, 0), (4, 300))):  # a ring of 128 residues, and of 2048
+        # a ring of 128 residues, and of 2048 (tolerance 300 reads past the seed's shared stream mid-scan)
+        for strategies in (PRNG_CLUSTER_STRATEGIES, ((2, 0), (4, 300))):
             if not check_variable(be, g, 50, targets, [0, 3, 9], strategies, 6, range(lo, lo + 40)):
                 bad[f"{g}/rows/tolerance {strategies[-1][1]}"] = False
+                if first:
+                    return bad
         spec = SieveSpec(g, tuple(targets), 0.5, modulus=50, offset=3, skip_mode="variable")
         got = [(*r[:3], list(r[3])) for r in rows(gpu_path.kernel_variable(spec, range(lo, lo + 40), "cpu", be))]
         want = [tuple(r) for r in reference_variable_sieve(spec, range(lo, lo + 40))]
         if [tuple(r) for r in got] != want or not any(r[0] == lo + 17 for r in want):
             bad[f"{g}/survivors"] = [len(got), len(want)]
     return bad
+
+
+def test_variable_pairs_past_the_shared_stream(backend: SanitizedBackend) -> None:
+    """An offset beyond the residues a seed's pairs share: every pair there runs on its own ring."""
+    for g in ("prng_cluster.mt19937", "prng_cluster.lcg32", "prng_cluster.sfc64"):
+        targets = planted_variable(g, 3, 1030, 8, 20, random.Random(g))
+        assert check_variable(backend, g, 20, targets, [2, 1030], PRNG_CLUSTER_STRATEGIES, 5, range(0, 12)), g
+
+
+def test_variable_block_rows_are_the_contract_of_i23(backend: SanitizedBackend) -> None:
+    """gpu_path.kernel_rows over offset..offset_max and every strategy: row for row
+    pipeline.prng.sieve.variable.reference_variable_rows, the block contract the numba kernel keeps too."""
+    for i, g in enumerate(GENERATORS[::3]):
+        lo = 0 if i % 2 else TOP - 24
+        targets = planted_variable(g, lo + 5, 4, 10, 30, random.Random(g))
+        spec = SieveSpec(g, tuple(targets), 0.7, modulus=30, offset=1, offset_max=12, skip_mode="variable")
+        got = sorted(rows(gpu_path.kernel_rows(spec, range(lo, lo + 24), "cpu", backend)))
+        want = reference_variable_rows(spec, range(lo, lo + 24))
+        assert got == want and (lo + 5, 4) in {r[:2] for r in want}, g
 
 
 def test_every_preset_filter_at_the_corners(backend: SanitizedBackend) -> None:
@@ -200,8 +224,9 @@ def test_a_planted_mutation_fails_the_checks(tmp_path: Path, monkeypatch: pytest
     text, mutated, check = MUTATIONS[name]
     assert source().count(text) == 1
     be = CpuBackend(build(tmp_path, sanitize=False, text=source().replace(text, mutated)))
-    found = {"filters": family_corners, "walks": lambda b: walk_corners(b, monkeypatch), "variable": variable_corners}
-    assert found[check](be), f"{name}: the {check} checks did not notice"
+    checks = {"filters": lambda b: family_corners(b, first=True), "walks": lambda b: walk_corners(b, monkeypatch),
+              "variable": lambda b: variable_corners(b, first=True)}  # fmt: skip
+    assert checks[check](be), f"{name}: the {check} checks did not notice"
 
 
 def test_a_table_read_past_its_end_stops_the_sanitized_run(tmp_path: Path) -> None:

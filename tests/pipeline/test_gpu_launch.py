@@ -27,8 +27,9 @@ from loguru import logger
 
 from pipeline import worker
 from pipeline.prng.kernels.gpu import launch
-from pipeline.prng.sieve import SieveSpec
+from pipeline.prng.sieve import SieveSpec, variable_rows
 from pipeline.prng.sieve.dispatch import choose_path
+from pipeline.prng.sieve.variable import reference_variable_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,6 +114,15 @@ def test_probe_compiles_once_per_device_and_the_backend_runs_plans(cupy: Any, tm
     assert check_family(be, spec, range(2**32 - 300, 2**32))[:2] == (True, True)  # scored with mt_words (DLPack)
     walk = SieveSpec("java_lcg", (1, 2, 3, 4), 0.5, modulus=7, mapping="java_next_int")
     assert check_walk(be, walk, range(0, 300))[:2] == (True, True)  # type: ignore[index]
+
+
+def test_variable_rows_on_a_gpu_take_the_c_kernel(cupy: Any) -> None:
+    """pipeline.prng.sieve.variable_rows on a (stand-in) GPU: the C kernel's rows, i23's contract row for row."""
+    spec = SieveSpec("prng_cluster.mt19937", (7, 1, 4, 4, 2), 0.6, modulus=9, offset=2, offset_max=6,
+                     skip_mode="variable")  # fmt: skip
+    got = variable_rows(spec, 1000, 1100, device="cuda:0", path="auto")
+    assert got.path == "fast" and got.rows() == reference_variable_rows(spec, range(1000, 1100))
+    assert len(got) > 0
 
 
 def test_a_probe_that_writes_wrong_values_sends_the_device_to_torch(cupy: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -84,17 +84,29 @@ def kernel_mapped(spec: SieveSpec, plan: Plan, seeds: range, device: str, backen
     return _score(cands, device, lambda s: score(spec, s, backend.mt_words), 3)
 
 
+def _rows_plan(spec: SieveSpec, offsets: list[int]) -> Plan:
+    from pipeline.prng.sieve.variable import rule_for
+
+    return variable_plan(spec.generator, spec.modulus, spec.residues[: spec.scan_length], offsets, spec.strategies,
+                         rule_for(spec.generator), spec.need)  # fmt: skip
+
+
+def kernel_rows(spec: SieveSpec, seeds: range, device: str, backend: Backend | None = None) -> Arrays:
+    """(seeds, offsets, strategies, matches): every (offset, strategy) of spec.offsets x spec.strategies reaching
+    spec.need, the block contract of pipeline.prng.sieve.variable.reference_variable_rows, in no order."""
+    rows = variable_rows(backend or default_backend(device), _rows_plan(spec, list(spec.offsets)), seeds.start,
+                         seeds.stop)  # fmt: skip
+    return tuple(np.ascontiguousarray(rows[:, i]) for i in range(4))
+
+
 def kernel_variable(spec: SieveSpec, seeds: range, device: str, backend: Backend | None = None) -> Arrays:
     """(seeds, strategies, matches, skip sequences) of the variable-skip survivors among `seeds`: a seed survives
     when some strategy reaches `need`, which is what the kernel's rows say; its best strategy and skips come from
     the torch scan of those few seeds."""
     from pipeline.prng.sieve.torch_path import VARIABLE_CHUNK, score_variable_torch
-    from pipeline.prng.sieve.variable import rule_for
 
-    plan = variable_plan(spec.generator, spec.modulus, spec.residues[: spec.scan_length], [spec.offset],
-                         spec.strategies, rule_for(spec.generator), spec.need)  # fmt: skip
     backend = backend or default_backend(device)
-    rows = variable_rows(backend, plan, seeds.start, seeds.stop)
+    rows = variable_rows(backend, _rows_plan(spec, [spec.offset]), seeds.start, seeds.stop)
     scan = lambda s: score_variable_torch(spec, s, backend.mt_words)  # noqa: E731
     found = _score(np.unique(rows[:, 0]), device, scan, 4, VARIABLE_CHUNK)
     if not found[0].size:

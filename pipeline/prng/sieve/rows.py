@@ -5,9 +5,10 @@ strategy, and the answer is rows (seed, offset, strategy index, matches), every 
 best; the scoring steps choose among them (pipeline.prng.verdict). The contract, and the oracle of every path, is
 pipeline.prng.sieve.variable.reference_variable_rows.
 
-Paths: "fast" on cpu is the numba block kernel (pipeline.prng.kernels.variable_kernel); "fallback" runs the torch
-variable scan once per (offset, strategy) (cpu or GPU: the GPU kernel of issue 22 belongs here); "reference" is the
-plain-Python oracle. "auto": fast on cpu when numba imports, fallback otherwise.
+Paths: "fast" is the numba block kernel (pipeline.prng.kernels.variable_kernel) on cpu and the C kernel
+(pipeline.prng.kernels.gpu's variable.cu, through pipeline.prng.sieve.gpu_path) on a GPU; "fallback" runs the torch
+variable scan once per (offset, strategy) (cpu or GPU); "reference" is the plain-Python oracle. "auto": fast where
+its kernel runs (numba imports; CuPy and the C kernels on the GPU), fallback otherwise.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def variable_rows(
     t0 = time.perf_counter()
     if chosen == "fast" and device.startswith("cpu"):
         arrays = RowsPlan(spec).range(start, end)
+    elif chosen == "fast":  # a GPU: the C kernel's rows (pipeline.prng.sieve.gpu_path, kernels/gpu/variable.cu)
+        from pipeline.prng.sieve.gpu_path import kernel_rows
+
+        arrays = kernel_rows(spec, range(start, end), device)
     elif chosen == "reference":
         arrays = _from_tuples(_reference(spec, range(start, end)))
     else:

@@ -2,9 +2,11 @@
 // (offset, strategy) pair of every seed: rows (seed, offset, strategy index, matches) of each pair that reaches
 // `need` matches. A scan stops early once the draws left cannot bring it to `need` (such a pair is never a row).
 //
-// Each scan re-seeds its generator, discards `offset` outputs, then fills a ring of residues on demand. The window
-// of draw j (skips lo .. hi around the expected skip) never starts before the previous window did and is at most
-// 2*tolerance+1 wide, so a ring of RING >= 2*tolerance+1 residues holds every value a scan reads.
+// Per seed ONE residue stream serves every pair (as pipeline.prng.sieve.variable.reference_variable_rows): LINEAR
+// residues from the smallest offset on, generated as far as the scans read. A pair that reads past them is scanned
+// again with its own generator and a ring of residues: the window of draw j (skips lo .. hi around the expected
+// skip) never starts before the previous window did and is at most 2*tolerance+1 wide, so a ring of
+// RING >= 2*tolerance+1 residues holds every value a scan reads.
 //
 // gp: the generator's parameters (pipeline.prng.kernels.gpu.variable_plan.generator_params lays them out).
 
@@ -148,22 +150,59 @@ __device__ __forceinline__ u32 residue(u64 v, Residue r) {
     return r.wide ? mod64(v, r.d, r.m) : fastmod((u32)v, r.d, r.magic, r.qshift);
 }
 
-// One scan (scan_strategy): matches of the seed's stream from `offset` under (misses, tolerance) and the rule
-// (adaptive; a miss moves the stream by hi when miss_hi, plus miss_extra); -1 when it cannot reach need.
+// Where a scan reads residues. SharedSource: the seed's one stream for every (offset, strategy) pair, LINEAR
+// residues from the smallest offset on, generated as far as any scan has read; a pair reading past its end is
+// scanned again from a RingSource: its own generator and the last RING residues (see the top of this file).
+#define LINEAR 1024
+
+template <class G>
+struct SharedSource {
+    G* g;
+    u32* buf;
+    u64 base, made;
+    Residue r;
+
+    __device__ bool reach(u64 p) {
+        if (p >= base + LINEAR) return false;
+        for (; made <= p; made++) buf[made - base] = residue(gen_step(*g), r);
+        return true;
+    }
+
+    __device__ u32 at(u64 p) const { return buf[p - base]; }
+};
+
 template <int RING, class G>
-__device__ __forceinline__ int scan_one(G& g, u32* ring, const u32* targets, u32 scan, u32 offset, u32 misses,
-                                        u32 tol, u32 adaptive, u32 miss_hi, u32 miss_extra, u32 need, Residue r) {
-    u64 made = 0;  // outputs generated so far (the ring holds the last RING of them)
-    for (; made < offset; made++) (void)gen_step(g);
+struct RingSource {
+    G* g;
+    u32* ring;
+    u64 made;
+    Residue r;
+
+    __device__ bool reach(u64 p) {
+        for (; made <= p; made++) ring[made & (RING - 1)] = residue(gen_step(*g), r);
+        return true;
+    }
+
+    __device__ u32 at(u64 p) const { return ring[p & (RING - 1)]; }
+};
+
+#define CANNOT_PASS (-1)
+#define OUT_OF_STREAM (-2)
+
+// One scan (scan_strategy): the matches of the stream from `offset` under (misses, tolerance) and the rule
+// (adaptive; a miss moves the stream by hi when miss_hi, plus miss_extra), stopped once it cannot reach need.
+template <class S>
+__device__ __forceinline__ int scan_pair(S& src, const u32* targets, u32 scan, u32 offset, u32 misses, u32 tol,
+                                         u32 adaptive, u32 miss_hi, u32 miss_extra, u32 need) {
     u64 pos = offset;
     u32 e = 5, matches = 0, run = 0;
     for (u32 j = 0; j < scan; j++) {
-        if (matches + (scan - j) < need) return -1;
+        if (matches + (scan - j) < need) return CANNOT_PASS;
         u32 lo = e > tol ? e - tol : 0u, hi = e + tol;
-        for (; made <= pos + hi; made++) ring[made & (RING - 1)] = residue(gen_step(g), r);
+        if (!src.reach(pos + hi)) return OUT_OF_STREAM;
         u32 found = 0xFFFFFFFFu;
         for (u32 s = lo; s <= hi; s++) {
-            if (ring[(pos + s) & (RING - 1)] == targets[j]) {
+            if (src.at(pos + s) == targets[j]) {
                 found = s;
                 break;
             }
@@ -179,8 +218,11 @@ __device__ __forceinline__ int scan_one(G& g, u32* ring, const u32* targets, u32
         pos += (miss_hi ? hi : 0u) + miss_extra;
         if (adaptive ? run >= misses : run > misses) break;
     }
-    return matches >= need ? (int)matches : -1;
+    return matches >= need ? (int)matches : CANNOT_PASS;
 }
+
+__device__ __forceinline__ void start_gen(Gen& g, const u64* gp, u32 seed) { g = gen_seed(gp, seed); }
+__device__ __forceinline__ void start_gen(MtGen& g, const u64* gp, u32 seed) { mt_seed(g, seed, (u32)gp[7]); }
 
 __device__ __forceinline__ void emit_row(u32 seed, u32 offset, u32 strategy, u32 matches, u32* out, u32* count,
                                          u32 cap) {
@@ -194,26 +236,30 @@ __device__ __forceinline__ void emit_row(u32 seed, u32 offset, u32 strategy, u32
 }
 
 // rule: (adaptive, miss_hi, miss_extra); strategies: n_strategies (misses, tolerance) pairs, flat
-template <int RING, int MT>
+template <int RING, class G>
 __device__ __forceinline__ void variable_scan(u64 start, u32 n, const u64* gp, const u32* targets, u32 scan,
                                               const u32* offsets, u32 n_offsets, const u32* strategies,
                                               u32 n_strategies, u32 adaptive, u32 miss_hi, u32 miss_extra, u32 need,
                                               Residue r, u32* out, u32* count, u32 cap) {
-    u32 ring[RING];
+    u32 buf[LINEAR], ring[RING];
+    u32 base = offsets[0];
+    for (u32 o = 1; o < n_offsets; o++) base = offsets[o] < base ? offsets[o] : base;
     SEEDS(i, n) {
         u32 seed = (u32)(start + i);
+        G g;
+        start_gen(g, gp, seed);
+        for (u32 k = 0; k < base; k++) (void)gen_step(g);
+        SharedSource<G> shared = {&g, buf, base, base, r};
         for (u32 o = 0; o < n_offsets; o++) {
             for (u32 s = 0; s < n_strategies; s++) {
-                int m;
-                if (MT) {
-                    MtGen g;
-                    mt_seed(g, seed, (u32)gp[7]);
-                    m = scan_one<RING>(g, ring, targets, scan, offsets[o], strategies[2u * s], strategies[2u * s + 1u],
-                                       adaptive, miss_hi, miss_extra, need, r);
-                } else {
-                    Gen g = gen_seed(gp, seed);
-                    m = scan_one<RING>(g, ring, targets, scan, offsets[o], strategies[2u * s], strategies[2u * s + 1u],
-                                       adaptive, miss_hi, miss_extra, need, r);
+                u32 misses = strategies[2u * s], tol = strategies[2u * s + 1u];
+                int m = scan_pair(shared, targets, scan, offsets[o], misses, tol, adaptive, miss_hi, miss_extra, need);
+                if (m == OUT_OF_STREAM) {
+                    G own;
+                    start_gen(own, gp, seed);
+                    for (u32 k = 0; k < offsets[o]; k++) (void)gen_step(own);
+                    RingSource<RING, G> rs = {&own, ring, offsets[o], r};
+                    m = scan_pair(rs, targets, scan, offsets[o], misses, tol, adaptive, miss_hi, miss_extra, need);
                 }
                 if (m >= 0) emit_row(seed, offsets[o], s, (u32)m, out, count, cap);
             }
@@ -221,19 +267,19 @@ __device__ __forceinline__ void variable_scan(u64 start, u32 n, const u64* gp, c
     }
 }
 
-#define VARIABLE_KERNEL(NAME, RING, MT)                                                                                \
+#define VARIABLE_KERNEL(NAME, RING, G)                                                                                 \
     extern "C" __global__ void NAME(u64 start, u32 n, const u64* gp, const u32* targets, u32 scan, const u32* offsets, \
                                     u32 n_offsets, const u32* strategies, u32 n_strategies, u32 adaptive,              \
                                     u32 miss_hi, u32 miss_extra, u32 need, u32 d, u32 magic, u32 qshift, u64 m,        \
                                     u32 wide, u32* out, u32* count, u32 cap) {                                         \
         Residue r = {d, magic, qshift, m, wide != 0u};                                                                 \
-        variable_scan<RING, MT>(start, n, gp, targets, scan, offsets, n_offsets, strategies, n_strategies, adaptive,   \
-                                miss_hi, miss_extra, need, r, out, count, cap);                                        \
+        variable_scan<RING, G>(start, n, gp, targets, scan, offsets, n_offsets, strategies, n_strategies, adaptive,    \
+                               miss_hi, miss_extra, need, r, out, count, cap);                                         \
     }
 
-VARIABLE_KERNEL(variable_128, 128, 0)
-VARIABLE_KERNEL(variable_512, 512, 0)
-VARIABLE_KERNEL(variable_2048, 2048, 0)
-VARIABLE_KERNEL(variable_mt_128, 128, 1)
-VARIABLE_KERNEL(variable_mt_512, 512, 1)
-VARIABLE_KERNEL(variable_mt_2048, 2048, 1)
+VARIABLE_KERNEL(variable_128, 128, Gen)
+VARIABLE_KERNEL(variable_512, 512, Gen)
+VARIABLE_KERNEL(variable_2048, 2048, Gen)
+VARIABLE_KERNEL(variable_mt_128, 128, MtGen)
+VARIABLE_KERNEL(variable_mt_512, 512, MtGen)
+VARIABLE_KERNEL(variable_mt_2048, 2048, MtGen)
