@@ -119,7 +119,7 @@ def test_hip_front_end_compiles_every_kernel(clang: str, target: str, tmp_path: 
 
 def test_hip_front_end_refuses_what_it_should(clang: str, tmp_path: Path) -> None:
     """The HIP check is live: a host-only call in a kernel is an error for it too."""
-    text = source().replace("SEEDS(i, n) out[i] = mt_temper(value + i) * 3u;", "puts(\"\");")
+    text = source().replace("SEEDS(i, n) out[i] = mt_temper(value + i) * 3u;", 'puts("");')
     proc = hip_compile(clang, text, "gfx1030", tmp_path / "bad.o")
     assert proc.returncode != 0 and "puts" in proc.stderr
 
