@@ -1,5 +1,6 @@
-"""One attempt of one chunk on one slot: build the command and environment, run the worker, and turn
-whatever happened into either a validated result or a `ChunkFailure` carrying the full evidence.
+"""What every slot runner shares about one attempt of one chunk: the worker's command and environment, and
+`judge`, which turns what the worker returned into either a validated result or a `ChunkFailure` carrying
+the full evidence, the same way for every runner.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from cluster.config import NodeConfig
-from cluster.errors import CommandTimeoutError, TransportError
+from cluster.errors import TransportError
 from cluster.gpu.health import GpuHealth
+from cluster.protocol import ENV_SLOT, EXIT_BAD_JOB
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.types import AnswerRejected, ChunkFailure, ChunkSpec, Slot
-from cluster.transport.base import Executor, render_command
+from cluster.transport.base import Executor
 
 STDERR_TAIL_LINES = 40
-BAD_SPEC_EXIT = 2  # the worker's "your job spec is wrong" exit code
 
 
 def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
@@ -33,7 +34,7 @@ def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     else:
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WATCHER_THREADS": "1"})
-    env["WATCHER_SLOT"] = f"{node.name}:{gpu}"
+    env[ENV_SLOT] = f"{node.name}:{gpu}"
     return env
 
 
@@ -100,35 +101,6 @@ def chunk_failure_factory(chunk: ChunkSpec, attempt: int, slot: Slot, command: s
     return failure
 
 
-def run_attempt(
-    executor: Executor,
-    node: NodeConfig,
-    slot: Slot,
-    chunk: ChunkSpec,
-    attempt: int,
-    *,
-    options: SchedulerOptions,
-    timeout: float,
-) -> dict[str, Any] | ChunkFailure:
-    """Run the worker once; returns the validated result, or the failure (never raises for chunk faults)."""
-    argv = worker_command(node, options.worker_argv)
-    command = render_command(argv)
-    env = {**slot_env(node, slot.gpu), "WATCHER_CHUNK_ID": chunk.chunk_id, "WATCHER_ATTEMPT": str(attempt)}
-    stdin = json.dumps(chunk.payload)
-    failure = chunk_failure_factory(chunk, attempt, slot, command)
-    try:
-        res = executor.run(argv, stdin=stdin, env=env, timeout=timeout)
-    except CommandTimeoutError as err:
-        return failure("timeout", str(err), traceback=traceback.format_exc())
-    except TransportError as err:
-        cause = f" (cause: {err.cause!r})" if err.cause is not None else ""
-        return failure("transport", f"{err}{cause}", traceback=traceback.format_exc())
-    return judge(
-        executor, chunk, res.exit_code, res.stdout, res.tail("stderr", STDERR_TAIL_LINES), options=options,
-        failure=failure,
-    )  # fmt: skip
-
-
 def judge(
     executor: Executor,
     chunk: ChunkSpec,
@@ -160,7 +132,7 @@ def judge(
 
     if res_exit != 0:
         said = f": {answer.get('error')}" if answer and answer.get("error") else ""
-        kind = "bad_spec" if res_exit == BAD_SPEC_EXIT and answer is not None else "exit"
+        kind = "bad_spec" if res_exit == EXIT_BAD_JOB and answer is not None else "exit"
         return failure(kind, f"worker exited with code {res_exit}{said}", exit_code=res_exit, stderr_tail=tail())
     if answer is None:
         return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail())

@@ -131,7 +131,7 @@ class WorkerPool:
     def live_pids(self) -> dict[Slot, Any]:
         """The pid each live worker gave in its hello (for logs and tests)."""
         with self._lock:
-            return {s: r.hello.get("pid") for s, r in self.runners.items() if r.live}
+            return {s: r.hello.pid if r.hello is not None else None for s, r in self.runners.items() if r.live}
 
     # --- the end -------------------------------------------------------------------------------------
     def close(self, cleanup: bool = True, wait: float = 2.0) -> None:

@@ -43,7 +43,8 @@ from cluster.scheduler.policy import (
     pick_next,
 )
 from cluster.scheduler.pool import WorkerPool
-from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
+from cluster.scheduler.per_chunk import PerChunkRunner
+from cluster.scheduler.runner import SlotRunner, WorkerRefused, stop_runners
 from cluster.scheduler.types import DISTRUST_KINDS, ChunkFailure, ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
@@ -101,7 +102,7 @@ class SlotScheduler:
         self.fatal: BaseException | None = None
         self.halting = False
         self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
-        self.version = installed_version() if options.slot_mode == "workers" else ""
+        self.version = installed_version()
         self.limits = NodeLimits(
             config, self.cond, smi_used=self.pool.smi_used if self.pool else None,
             oom_caps=self.pool.oom_caps if self.pool else None,
@@ -113,7 +114,8 @@ class SlotScheduler:
     def _runner(self, slot: Slot) -> SlotRunner:
         node, executor = self.config.node(slot.node), self.executors[slot.node]
         if self.options.slot_mode == "per_chunk":
-            return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts)
+            return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts,
+                                  version=self.version)  # fmt: skip
 
         def make() -> WorkerRunner:
             return WorkerRunner(
