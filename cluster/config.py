@@ -219,6 +219,9 @@ class SchedulerPolicy(_Strict):
     # Share of a node's memory its slot workers may use together; with the resident size a worker reports
     # after its first chunk this caps how many stay up on the node.
     worker_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    # The largest result file a chunk may leave on its node for the coordinator to fetch (bytes); a larger
+    # one fails the attempt as invalid, with nothing copied.
+    fetch_max_bytes: Annotated[int, Field(ge=1)] = 2 << 30
     # Nothing the scheduler starts runs rocm-smi on a node more often than this (failure probes reuse a
     # recent reading, batch cleanups wait); frequent SMU queries have crashed rigs.
     rocm_smi_min_interval_s: Annotated[float, Field(ge=0)] = 10.0

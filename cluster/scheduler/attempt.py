@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.config import NodeConfig
-from cluster.errors import TransportError
+from cluster.errors import FileTooLargeError, TransportError
 from cluster.gpu.health import GpuHealth
 from cluster.protocol import ENV_SLOT, EXIT_BAD_JOB
 from cluster.scheduler.options import SchedulerOptions
@@ -56,18 +56,17 @@ def parse_worker_output(stdout: str) -> dict[str, Any]:
     return value
 
 
-def fetch_files(
-    executor: Executor, answer: dict[str, Any], fetch_dir: Path | None, fetch_keys: Sequence[str], chunk_id: str
-) -> None:
+def fetch_files(executor: Executor, answer: dict[str, Any], options: SchedulerOptions, chunk_id: str) -> None:
     """Bring result files the worker left on the node (large results) to the coordinator, and point the
-    result at the local copy; the node's path is kept as `<key>_remote`."""
-    if fetch_dir is None:
+    result at the local copy; the node's path is kept as `<key>_remote`. Raises FileTooLargeError past the
+    caller's limit."""
+    if options.fetch_dir is None:
         return
-    for key in fetch_keys:
+    for key in options.fetch_keys:
         remote = answer.get(key)
         if isinstance(remote, str) and remote:
-            local = Path(fetch_dir) / f"{chunk_id}-{key}.json"
-            executor.get(remote, local)
+            local = Path(options.fetch_dir) / f"{chunk_id}-{key}.json"
+            executor.get(remote, local, max_bytes=options.fetch_max_bytes)
             answer[f"{key}_remote"] = remote
             answer[key] = str(local)
 
@@ -141,7 +140,9 @@ def judge(
             "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail()
         )
     try:
-        fetch_files(executor, answer, options.fetch_dir, options.fetch_keys, chunk.chunk_id)
+        fetch_files(executor, answer, options, chunk.chunk_id)
+    except FileTooLargeError as err:  # the same file on any node: the job's answer, not the link, is at fault
+        return failure("invalid", f"result file refused: {err}", exit_code=0, stderr_tail=tail())
     except (OSError, TransportError) as err:
         return failure("transport", f"cannot fetch result file: {err}", exit_code=0, traceback=traceback.format_exc())
     if validate is not None:

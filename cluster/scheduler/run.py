@@ -123,6 +123,7 @@ def run_chunks(
         cleanup=resolve_cleanup(cleanup, config, ledger),
         fetch_dir=fetch_dir,
         fetch_keys=tuple(fetch_keys),
+        fetch_max_bytes=config.scheduler.fetch_max_bytes,
         progress_key=progress_key,
         progress_unit=progress_unit,
         label=label,

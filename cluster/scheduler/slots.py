@@ -34,6 +34,7 @@ from cluster.scheduler.attempt import describe_failure, health_state, with_gpu_s
 from cluster.scheduler.cleanup import run_cleanups
 from cluster.scheduler.node_limits import NodeLimits
 from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions
+from cluster.scheduler.per_chunk import PerChunkRunner
 from cluster.scheduler.policy import (
     NodeBreaker,
     QueuedChunk,
@@ -43,7 +44,6 @@ from cluster.scheduler.policy import (
     pick_next,
 )
 from cluster.scheduler.pool import WorkerPool
-from cluster.scheduler.per_chunk import PerChunkRunner
 from cluster.scheduler.runner import SlotRunner, WorkerRefused, stop_runners
 from cluster.scheduler.types import DISTRUST_KINDS, ChunkFailure, ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner

@@ -213,6 +213,12 @@ def test_result_files_are_fetched_to_the_coordinator(tmp_path: Path, store: RunS
         assert local.parent == fetched and cid in local.name
         assert result["survivors_file_remote"].startswith(str(node_dir))
         assert json.loads(local.read_text())["survivors"] == result["survivors"]
+    small = local_config(tmp_path, {"a": 1}, fetch_max_bytes=8, max_attempts=1)
+    run = store.create_run(1)
+    with pytest.raises(SchedulingError, match="failed 1 attempts"):
+        _run(small, chunks(1, file_dir=str(node_dir)), store, run, fetch_dir=fetched, fetch_keys=("survivors_file",))
+    (failure,) = store.chunk_failures(run)
+    assert failure["kind"] == "invalid" and "over the limit of 8 bytes" in failure["error"]
 
 
 def test_chunk_stuck_on_a_node_taken_out_is_requeued_at_once(tmp_path: Path, store: RunStore) -> None:
