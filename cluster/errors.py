@@ -83,6 +83,11 @@ class StoreError(WatcherError):
     """The run store is damaged, newer than this version, or otherwise unusable."""
 
 
+class StoreNotCreatedError(StoreError):
+    """The run store's file exists but holds no schema yet: a writer is creating it (or died doing so). A
+    reader treats it as no store; the next writer creates the schema."""
+
+
 class PreflightError(WatcherError):
     """A preflight check failed: the run must not start."""
 

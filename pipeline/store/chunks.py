@@ -168,7 +168,8 @@ class ChunkStoreMixin(StoreBase):
         return out
 
     def chunk_sink(self, run_id: int, step: float, step_attempt: int = 1) -> StoreChunkSink:
-        """The scheduler's `ChunkSink` bound to one run and step."""
+        """The scheduler's `ChunkSink` bound to one run and step; a chunk row keeps the step attempt that
+        first planned it (a retry reuses the chunks an earlier attempt finished)."""
         return StoreChunkSink(self, run_id, step, step_attempt)
 
 
