@@ -100,7 +100,7 @@ def test_vanished_gpu_is_named_and_quarantined(rigs, tmp_path) -> None:
     rig.set_gpu(2, "missing")
     report = run_preflight(config_for([rig]), ledger=store)
     assert set(quarantined(store)) == {(rig.name, 2)}
-    assert any("card2 missing from rocm-smi JSON" in ln for ln in lines(report, "gpu", "warn"))
+    assert any("GPU 2 missing from rocm-smi's JSON output" in ln for ln in lines(report, "gpu", "warn"))
 
 
 def test_smu_line_counts_once_and_a_release_sticks_until_a_new_fault(rigs, tmp_path) -> None:
