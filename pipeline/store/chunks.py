@@ -155,6 +155,11 @@ class ChunkStoreMixin(StoreBase):
         )
         return [dict(row) for row in rows]
 
+    def chunk_failure_counts(self) -> dict[str, int]:
+        """Failed chunk attempts of every run, counted by node."""
+        rows = self._query("SELECT node, count(*) AS n FROM chunk_failures GROUP BY node ORDER BY node")
+        return {str(row["node"]): int(row["n"]) for row in rows}
+
     def chunk_failures(self, run_id: int, step: float | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM chunk_failures WHERE run_id = ?"
         params: tuple[Any, ...] = (run_id,)
