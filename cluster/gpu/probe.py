@@ -101,7 +101,7 @@ def _key(node: NodeConfig) -> str:
     return f"{node.name}@{node.host}:{node.port}"
 
 
-def _kept_reading(ledger: HealthLedger, node: NodeConfig, interval_s: float) -> NodeProbe | None:
+def kept_reading(ledger: HealthLedger, node: NodeConfig, interval_s: float) -> NodeProbe | None:
     """The node's last reading, when some process took it less than `interval_s` ago."""
     last = ledger.last_probe(node.name)
     if last is None:
@@ -129,7 +129,7 @@ def probe_node_full(
     if node.gpu_kind == "cpu":
         return _probe(executor, node, policy, None, None)
     if ledger is not None and policy.min_probe_interval_s > 0:
-        kept = _kept_reading(ledger, node, policy.min_probe_interval_s)
+        kept = kept_reading(ledger, node, policy.min_probe_interval_s)
         if kept is not None:
             return kept
     result = _probe(executor, node, policy, ledger, recent_s)

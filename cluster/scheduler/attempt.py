@@ -111,10 +111,8 @@ def judge(
     failure: Callable[..., ChunkFailure],
 ) -> dict[str, Any] | ChunkFailure:
     """What a finished worker's exit code, stdout and stderr tail amount to: the validated result (files
-    fetched) or the failure. Both slot modes judge through here, so their records are the same. The tail
+    fetched) or the failure. Every slot runner judges through here, so their records are the same. The tail
     may be given as a function: it is then read only when a failure needs it."""
-    validate = options.validate
-    res_exit = exit_code
     read_tail = stderr_tail if callable(stderr_tail) else (lambda: stderr_tail)
     try:
         answer: dict[str, Any] | None = parse_worker_output(stdout)
@@ -129,33 +127,41 @@ def judge(
             text = f"{text}\n[worker traceback]\n{worker_tb}".strip()
         return text
 
-    if res_exit != 0:
+    if exit_code != 0:
         said = f": {answer.get('error')}" if answer and answer.get("error") else ""
-        kind = "bad_spec" if res_exit == EXIT_BAD_JOB and answer is not None else "exit"
-        return failure(kind, f"worker exited with code {res_exit}{said}", exit_code=res_exit, stderr_tail=tail())
+        kind = "bad_spec" if exit_code == EXIT_BAD_JOB and answer is not None else "exit"
+        return failure(kind, f"worker exited with code {exit_code}{said}", exit_code=exit_code, stderr_tail=tail())
     if answer is None:
         return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail())
     if answer.get("ok") is not True:
         return failure(
             "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail()
         )
+    return _accept(executor, chunk, answer, options=options, failure=failure, tail=tail)
+
+
+def _accept(
+    executor: Executor,
+    chunk: ChunkSpec,
+    answer: dict[str, Any],
+    *,
+    options: SchedulerOptions,
+    failure: Callable[..., ChunkFailure],
+    tail: Callable[[], str],
+) -> dict[str, Any] | ChunkFailure:
+    """An answer the worker says is good: its files fetched, then the caller's validation and trust check."""
     try:
         fetch_files(executor, answer, options, chunk.chunk_id)
     except FileTooLargeError as err:  # the same file on any node: the job's answer, not the link, is at fault
         return failure("invalid", f"result file refused: {err}", exit_code=0, stderr_tail=tail())
     except (OSError, TransportError) as err:
         return failure("transport", f"cannot fetch result file: {err}", exit_code=0, traceback=traceback.format_exc())
-    if validate is not None:
+    if options.validate is not None:
         try:
-            validate(answer)
+            options.validate(answer)
         except Exception as err:  # a validator may raise anything; the chunk is simply not done
-            return failure(
-                "invalid",
-                f"result failed validation: {err}",
-                exit_code=0,
-                stderr_tail=tail(),
-                traceback=traceback.format_exc(),
-            )
+            return failure("invalid", f"result failed validation: {err}", exit_code=0, stderr_tail=tail(),
+                           traceback=traceback.format_exc())  # fmt: skip
     if options.verify is not None:
         try:
             options.verify(chunk.payload, answer)

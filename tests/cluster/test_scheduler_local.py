@@ -186,7 +186,8 @@ def test_halt_stops_dispatch_and_resume_finishes(tmp_path: Path, store: RunStore
 
 @pytest.mark.parametrize("smi_interval", [0, 10])
 def test_cleanup_after_each_batch_on_nodes_that_took_part(tmp_path: Path, store: RunStore, smi_interval) -> None:
-    cfg = local_config(tmp_path, {"a": 2, "idle": 1}, cleanup_batch_size=4, rocm_smi_min_interval_s=smi_interval)
+    health = {"min_probe_interval_s": smi_interval}
+    cfg = local_config(tmp_path, {"a": 2, "idle": 1}, health=health, cleanup_batch_size=4)
     calls: list[str] = []
     executors = local_executors(cfg)
     del executors["idle"]
@@ -195,7 +196,7 @@ def test_cleanup_after_each_batch_on_nodes_that_took_part(tmp_path: Path, store:
         progress=False, probe=None, cleanup=lambda ex: calls.append(ex.name),
     )  # fmt: skip
     # batches end at 4 and 8, and the last partial batch at the end; the node without work is left alone;
-    # on a ROCm node a batch cleanup within rocm_smi_min_interval_s of the last one waits (the final one runs)
+    # on a ROCm node a batch cleanup within health.min_probe_interval_s of the last one waits (the final one runs)
     assert calls == ["a"] * (3 if smi_interval == 0 else 2)
 
 

@@ -267,7 +267,7 @@ def oom_then_hang(tmp_path_factory):
         rig.worker_faults()
         node = {"env": {**rig.node_config().env, "SCHED_WORKER_MEM_TOTAL": str(64 << 30)}}
         config = config_for([rig], {rig.name: node})
-        policy = {"backoff_s": 0.05, "backoff_max_s": 0.2, "rocm_smi_min_interval_s": 0, "cleanup_batch_size": 100}
+        policy = {"backoff_s": 0.05, "backoff_max_s": 0.2, "cleanup_batch_size": 100}
         config = type(config).model_validate({**config.model_dump(), "scheduler": {**config.scheduler.model_dump(),
                                                                                    **policy}})  # fmt: skip
         store = RunStore(tmp / "watcher.db")
