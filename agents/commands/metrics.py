@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
-
-from prometheus_client import CollectorRegistry, generate_latest, write_to_textfile
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any
 
 from agents.commands.common import open_store
+
+if TYPE_CHECKING:  # prometheus_client is imported when metrics are asked for: every CLI start loads this module
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,6 +35,8 @@ class StoreCollector:
         self.store = store
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         store = self.store
         runs = CounterMetricFamily("watcher_runs_total", "Runs recorded in the store, by status.", labels=["status"])
         for status, count in sorted((store.run_counts() if store else {}).items()):
@@ -56,6 +59,8 @@ class StoreCollector:
         yield succeeded
 
     def _latest_run(self, last: Any) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         steps = self.store.step_history(run_id=last.id) if last is not None else []
         duration = GaugeMetricFamily("watcher_step_duration_seconds", "Duration of each step attempt of the latest "
                                      "run.", labels=["step", "attempt", "status"])  # fmt: skip
@@ -75,6 +80,8 @@ class StoreCollector:
 
 
 def registry_for(store: Any) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(store))
     return registry
@@ -82,6 +89,8 @@ def registry_for(store: Any) -> CollectorRegistry:
 
 def render(store: Any) -> str:
     """The exposition text of the store (None: no store yet)."""
+    from prometheus_client import generate_latest
+
     return generate_latest(registry_for(store)).decode()
 
 
@@ -89,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.state_dir, must_exist=False)
     try:
         if args.textfile:
+            from prometheus_client import write_to_textfile
+
             write_to_textfile(args.textfile, registry_for(store))
         else:
             print(render(store), end="")
