@@ -29,10 +29,11 @@ class SchedulerOptions:
     ledger: where quarantine is kept (None: this call only);
     probe: a fresh look at a GPU after a failure (None: no probe); cleanup: run on a node after each batch
     (None: no cleanup); min_slots: fewer live slots than this fails the call; fetch_dir / fetch_keys: result
-    fields naming a file on the node, copied to fetch_dir; progress_key / progress_unit: the result field
-    summed for the progress rate, and its unit; label: names the call in logs and errors; slot_mode: "workers"
-    (one long-lived worker per slot) or "per_chunk" (a process per chunk); worker_lifetime_s: the remote
-    `timeout` of a slot worker (the call's deadline; a worker is replaced between chunks before it runs out)."""
+    fields naming a file on the node, copied to fetch_dir (streamed to disk; a file over fetch_max_bytes fails
+    the attempt as invalid); progress_key / progress_unit: the result field summed for the progress rate, and
+    its unit; label: names the call in logs and errors; slot_mode: "workers" (one long-lived worker per slot)
+    or "per_chunk" (a process per chunk); worker_lifetime_s: the remote `timeout` of a slot worker (the
+    call's deadline; a worker is replaced between chunks before it runs out)."""
 
     worker_argv: Sequence[str]
     min_slots: int = 1
@@ -43,6 +44,7 @@ class SchedulerOptions:
     cleanup: CleanupFn | None = None
     fetch_dir: Path | None = None
     fetch_keys: tuple[str, ...] = ()
+    fetch_max_bytes: int | None = 2 << 30
     progress_key: str | None = None
     progress_unit: str = "items"
     label: str = "chunks"
