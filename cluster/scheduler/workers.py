@@ -62,16 +62,18 @@ def heartbeat_interval(timeout_s: float) -> float:
 
 
 def version_older(worker: str, coordinator: str) -> bool:
-    """Whether the worker's installed version is older than the coordinator's (PEP 440 order; unparsable
-    versions compare as different only when they are not equal strings)."""
+    """Whether the worker's build is older than the coordinator's or another build of the same version (PEP
+    440 order; the build identity's local part, a digest of the sources, only compares as equal or not;
+    unparsable versions compare as different only when they are not equal strings)."""
     try:
         from packaging.version import InvalidVersion, Version
     except ImportError:  # pragma: no cover - packaging ships with pip
         return worker != coordinator
     try:
-        return Version(worker) < Version(coordinator)
+        ours, theirs = Version(coordinator), Version(worker)
     except InvalidVersion:
         return worker != coordinator
+    return (theirs.public == ours.public and worker != coordinator) or theirs < ours
 
 
 class WorkerRunner(SlotRunner):
@@ -296,7 +298,7 @@ class WorkerRunner(SlotRunner):
                 self._kill(session)
                 raise WorkerRefused(
                     f"the worker on {self.slot} runs watcher {worker_version}, older than the coordinator's "
-                    f"{self.version}: install watcher {self.version} on {self.node.name}"
+                    f"{self.version} or another build of it: watcher deploy --nodes {self.node.name}"
                 )
             self.hello = message
             with self._lock:
