@@ -16,7 +16,6 @@ import logging
 import os
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -26,10 +25,8 @@ import paramiko
 
 from cluster.config import NodeConfig, Timeouts
 from cluster.errors import (
-    AuthenticationError,
     CommandTimeoutError,
     HostKeyError,
-    NodeUnreachableError,
     TransportError,
 )
 from cluster.transport.base import (
@@ -41,7 +38,14 @@ from cluster.transport.base import (
     capped_stdout,
     render_command,
 )
-from cluster.transport.ssh_keys import HostKeyPolicy, fingerprint, known_hosts_name
+from cluster.transport.ssh_login import (
+    check_key_file,
+    connect_error,
+    known_hosts_path,
+    login_kwargs,
+    open_socket,
+    trust_known_hosts,
+)
 from cluster.transport.ssh_session import SSHSession
 
 # paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
@@ -97,90 +101,30 @@ class SSHExecutor(Executor):
         self.timeouts = timeouts or Timeouts()
         self._pool: list[_Connection] = []
         self._lock = threading.Lock()
-        self.known_hosts = Path(os.path.expanduser(node.known_hosts or "~/.ssh/known_hosts"))
+        self.known_hosts = known_hosts_path(node)
 
     # -- connections -------------------------------------------------------------------------------
-    def _check_key_file(self) -> None:
-        """Refuse a private key others can read, as OpenSSH does, with the command that fixes it."""
-        if not self.node.key_file:
-            return
-        path = os.path.expanduser(self.node.key_file)
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError as err:
-            raise AuthenticationError(self.name, f"cannot read key_file {path}: {err.strerror}", cause=err) from None
-        if mode & 0o077:
-            raise AuthenticationError(
-                self.name,
-                f"key_file {path} is readable by group or others (mode {mode:o}); fix: chmod 600 {shlex.quote(path)}",
-            )
-
     def _open(self) -> _Connection:
         node, limit = self.node, self.timeouts.connect
-        self._check_key_file()
+        check_key_file(node)
         deadline = time.monotonic() + limit
-        try:
-            sock = socket.create_connection((node.host, node.port), timeout=limit)
-        except TimeoutError as err:
-            raise NodeUnreachableError(node.name, f"TCP connect timed out after {limit:g} s", cause=err) from None
-        except ConnectionRefusedError as err:
-            raise NodeUnreachableError(
-                node.name, f"connection refused on port {node.port} (is sshd running?)", cause=err
-            ) from None
-        except OSError as err:
-            raise NodeUnreachableError(node.name, f"cannot connect: {err.strerror or err}", cause=err) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = open_socket(node, limit)
         client = paramiko.SSHClient()
-        if self.known_hosts.exists():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (OSError, paramiko.SSHException) as err:
-                sock.close()
-                raise HostKeyError(node.name, f"cannot read {self.known_hosts}: {err}", cause=err) from None
-        client.set_missing_host_key_policy(HostKeyPolicy(node, self.known_hosts))
-        remaining = max(deadline - time.monotonic(), 0.05)
         try:
+            trust_known_hosts(client, node, self.known_hosts)
+            remaining = max(deadline - time.monotonic(), 0.05)
+            # start_client() returns silently when *its* timeout passes first, and paramiko then reports
+            # "No existing session"; give it a second more so the banner error surfaces.
             client.connect(
-                hostname=node.host,
-                port=node.port,
-                username=node.user,
-                key_filename=os.path.expanduser(node.key_file) if node.key_file else None,
-                sock=sock,
-                # start_client() returns silently when *its* timeout passes first, and paramiko then
-                # reports "No existing session"; give it a second more so the banner error surfaces.
-                timeout=remaining + 1.0,
-                banner_timeout=remaining,
-                auth_timeout=remaining,
-                allow_agent=False,
-                look_for_keys=node.key_file is None,
-            )
+                hostname=node.host, port=node.port, username=node.user, timeout=remaining + 1.0,
+                **login_kwargs(node, sock, remaining),
+            )  # fmt: skip
         except HostKeyError:
             sock.close()
             raise
-        except paramiko.BadHostKeyException as err:
-            sock.close()
-            raise HostKeyError(
-                node.name,
-                f"host key CHANGED: got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
-                f"{fingerprint(err.expected_key)}; if the rig was reinstalled, remove the old entry: "
-                f"ssh-keygen -R '{known_hosts_name(node.host, node.port)}' -f {self.known_hosts}",
-                cause=err,
-            ) from None
-        except paramiko.AuthenticationException as err:
-            sock.close()
-            who = f"{node.user or '(current user)'}@{node.host}"
-            raise AuthenticationError(
-                node.name, f"authentication failed for {who}: {err}; check key_file {node.key_file}", cause=err
-            ) from None
         except (paramiko.SSHException, EOFError, OSError) as err:
             sock.close()
-            text = str(err)
-            if "banner" in text.lower() or isinstance(err, TimeoutError):
-                login = f"{node.user}@{node.host}" if node.user else node.host
-                message = f"no SSH banner within {limit:g} s: is the rig up? try: ssh -p {node.port} {login} true"
-            else:
-                message = f"SSH handshake failed: {text or type(err).__name__}"
-            raise NodeUnreachableError(node.name, message, cause=err) from None
+            raise connect_error(node, err, self.known_hosts, limit) from None
         transport = client.get_transport()
         if transport is not None and self.timeouts.keepalive:
             transport.set_keepalive(int(self.timeouts.keepalive))
