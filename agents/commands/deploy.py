@@ -14,11 +14,14 @@ import argparse
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cluster.config import ClusterConfig, NodeConfig, default_config_path, load_config
-from cluster.deploy import Outcome, Plan, build_wheel, deploy_all, dry_run, runtime_requirements, shipped_files
 from cluster.errors import EXIT_OK, EXIT_PREFLIGHT, UsageError
 from cluster.text import printable
+
+if TYPE_CHECKING:
+    from cluster.deploy import Outcome
 
 STYLE = {"installed": "green", "up to date": "green", "skipped": "dim", "out of date": "yellow", "failed": "bold red"}
 
@@ -46,6 +49,9 @@ def selected(config: ClusterConfig, names: str | None) -> list[NodeConfig]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: every `watcher` command builds this parser, and fabric costs ~0.3 s to import
+    from cluster.deploy import Plan, build_wheel, deploy_all, dry_run, runtime_requirements, shipped_files
+
     if args.parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {args.parallel}")
     config = load_config(args.config or default_config_path())
