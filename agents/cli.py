@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("cron", "agents.commands.cron"),
     ("validate-config", "agents.commands.validate"),
     ("verify", "agents.commands.verify"),
+    ("deploy", "agents.commands.deploy"),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -52,6 +53,16 @@ class ExcludedGpu(_Strict):
         return normalise_pci(pci) if pci else None
 
 
+class NodeDeploy(_Strict):
+    """How `watcher deploy` treats the virtualenv the node's `python` lives in (it installs only into one)."""
+
+    # Create the venv when `python` does not exist yet (with `base_python -m venv`).
+    create_venv: bool = False
+    # Create it with --system-site-packages: the venv then sees a GPU build of torch installed system-wide.
+    system_site_packages: bool = False
+    base_python: Annotated[str, Field(min_length=1)] = DEFAULT_PYTHON
+
+
 class NodeConfig(_Strict):
     """One machine that runs jobs: the coordinator itself (`transport: local`) or an SSH rig."""
 
@@ -74,6 +85,7 @@ class NodeConfig(_Strict):
     max_concurrent_jobs: Annotated[int, Field(ge=1)] | None = None
     # Where the node's amdgpu sysfs is read from (a fake tree on test rigs).
     sysfs_root: Annotated[str, Field(pattern=r"^/[^\s;'\"`$]*$")] = "/sys"
+    deploy: NodeDeploy = Field(default_factory=NodeDeploy)
 
     @field_validator("host")
     @classmethod
@@ -85,8 +97,6 @@ class NodeConfig(_Strict):
     @field_validator("env")
     @classmethod
     def _env_names_are_identifiers(cls, env: dict[str, str]) -> dict[str, str]:
-        import re
-
         for key in env:
             if not re.fullmatch(ENV_NAME_PATTERN.strip("^$"), key):  # whole name: "A\n" is not a name
                 raise ValueError(f"environment variable name {key!r} is not a valid identifier")
@@ -110,6 +120,11 @@ class NodeConfig(_Strict):
                     f"excluded_gpus[{pos}].index {gpu.index} is out of range: "
                     f"the node has gpu_count {self.gpu_count} (indices 0-{self.gpu_count - 1})"
                 )
+        if self.deploy.create_venv and not re.search(r"(^|/)bin/python[0-9.]*$", self.python):
+            raise ValueError(
+                f"deploy.create_venv needs python to be a virtualenv's interpreter (DIR/bin/python), "
+                f"not {self.python!r}"
+            )
         if self.transport == "ssh" and self.gpu_kind == "cpu" and self.gpu_count is None:
             raise ValueError("an ssh node with gpu_kind 'cpu' needs gpu_count (its number of CPU slots)")
         slots = self.slot_count

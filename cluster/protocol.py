@@ -131,14 +131,17 @@ def read_message(line: str) -> Message | dict[str, Any] | None:
 
 
 def version_older(worker: str, coordinator: str) -> bool:
-    """Whether the worker's version is older than the coordinator's (PEP 440 order; versions that do not parse
-    compare as older only when they are not the same string)."""
+    """Whether the worker's build is older than the coordinator's or another build of the same version (PEP
+    440 order; the build identity's local part, a digest of the sources (cluster.files.installed_version), only
+    compares as equal or not; versions that do not parse compare as older only when they are not the same
+    string)."""
     from packaging.version import InvalidVersion, Version
 
     try:
-        return Version(worker) < Version(coordinator)
+        ours, theirs = Version(coordinator), Version(worker)
     except InvalidVersion:
         return worker != coordinator
+    return (theirs.public == ours.public and worker != coordinator) or theirs < ours
 
 
 def refusal(protocol: Any, version: Any, coordinator: str, where: str, node: str) -> str | None:
@@ -151,7 +154,7 @@ def refusal(protocol: Any, version: Any, coordinator: str, where: str, node: str
         )
     if version is not None and version_older(str(version), coordinator):
         return (
-            f"the worker on {where} runs watcher {version}, older than the coordinator's {coordinator}: "
-            f"install watcher {coordinator} on {node}"
+            f"the worker on {where} runs watcher {version}, older than the coordinator's {coordinator} or another "
+            f"build of it: install watcher {coordinator} on {node} (watcher deploy --nodes {node})"
         )
     return None

@@ -86,13 +86,18 @@ def evaluate_node_facts(
     out = []
     version = facts.get("version")
     if version != coordinator_version:
+        said = (
+            f"worker build {version} != coordinator {coordinator_version}"
+            if version
+            else f"watcher is not installed for {node.python} (the coordinator runs {coordinator_version})"
+        )
         out.append(
             CheckResult(
                 "version",
                 node.name,
                 "fail",
-                f"worker version {version} != coordinator {coordinator_version}",
-                remedy=f"reinstall watcher on {node.name} (scripts/setup.sh) from the same commit",
+                said,
+                remedy=f"watcher deploy --nodes {node.name}",
             )
         )
     disk = facts.get("free_disk_gb")
@@ -150,7 +155,7 @@ def evaluate_node_facts(
                 )
             )
     if not out:
-        out.append(CheckResult("node", node.name, "ok", f"version {version}, disk/memory ok"))
+        out.append(CheckResult("node", node.name, "ok", f"build {version}, disk/memory ok"))
     return out
 
 

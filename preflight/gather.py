@@ -1,8 +1,8 @@
 """Gather: the facts preflight judges, read from every node in parallel under one deadline.
 
 Only I/O lives here (NHC's gather half): one GPU probe per node (cluster.gpu.probe), one small Python
-facts script (version, disk, memory, whether CuPy imports, torch's view of the GPUs), and the sha256 of the ramdisk
-copies.
+facts script (build identity, disk, memory, whether CuPy imports, torch's view of the GPUs), and the sha256 of the
+ramdisk copies.
 What the facts mean is decided by the pure functions of preflight/evaluate.py.
 """
 
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig
+from cluster.files import PACKAGE, PACKAGES, identity_script
 from cluster.gpu.ledger import HealthLedger
 from cluster.gpu.probe import NodeProbe, probe_node_full
 from cluster.transport.base import Executor
@@ -20,12 +21,11 @@ from cluster.transport.fanout import fan_out_call
 
 NodeFacts = tuple[NodeProbe, dict[str, Any], dict[str, str | None]]
 
-FACTS_SCRIPT = r"""
+_FACTS = rf"""
 import json, os, shutil, sys
-out = {}
+out = {{}}
 try:
-    from importlib.metadata import version
-    out["version"] = version("rig-watcher")
+    out["version"] = source_identity({PACKAGE!r}, {PACKAGES!r})
 except Exception as e:
     out["version"] = None
 out["free_disk_gb"] = shutil.disk_usage(".").free / 1e9
@@ -44,15 +44,17 @@ if sys.argv[1] != "cpu":
             import cupy
             out["cupy"] = cupy.__version__
         except Exception as e:
-            out["cupy_error"] = f"{type(e).__name__}: {e}"[:300]
+            out["cupy_error"] = f"{{type(e).__name__}}: {{e}}"[:300]
     try:
         import torch
         out["device_count"] = torch.cuda.device_count()
         out["hip"] = getattr(torch.version, "hip", None)
     except Exception as e:
-        out["torch_error"] = f"{type(e).__name__}: {e}"
+        out["torch_error"] = f"{{type(e).__name__}}: {{e}}"
 print(json.dumps(out))
 """
+# The node's build identity is computed by the coordinator's own code (sent along), from the node's files.
+FACTS_SCRIPT = identity_script() + _FACTS
 
 
 def gather_node(

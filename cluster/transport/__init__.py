@@ -1,5 +1,6 @@
 """Transports: how a command reaches a node. base (the Executor interface and CommandResult), local,
-ssh, fanout (one call on many nodes), select (`executor_for` picks one from the node's config)."""
+ssh (with ssh_login: how every SSH client of ours logs in), fanout (one call on many nodes), select
+(`executor_for` picks one from the node's config)."""
 
 from cluster.transport.base import CommandResult, Executor, render_command
 from cluster.transport.local import LocalExecutor

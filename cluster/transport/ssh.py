@@ -45,6 +45,7 @@ from cluster.transport.base import (
     render_command,
 )
 from cluster.transport.ssh_connect import Connection, open_connection
+from cluster.transport.ssh_login import known_hosts_path
 from cluster.transport.ssh_session import SSHSession
 
 Sink = CappedBytes | FileSink  # where a command's stdout goes: kept capped, or written to a file
@@ -86,7 +87,7 @@ class SSHExecutor(Executor):
         self.timeouts = timeouts or Timeouts()
         self._pool: list[Connection] = []
         self._lock = threading.Lock()
-        self.known_hosts = Path(os.path.expanduser(node.known_hosts or "~/.ssh/known_hosts"))
+        self.known_hosts = known_hosts_path(node)
 
     # -- connections -------------------------------------------------------------------------------
     def _open(self) -> Connection:

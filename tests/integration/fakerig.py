@@ -5,7 +5,14 @@ What a rig is here:
   `dmesg` from tests/integration/rigbin/ are copied there), `ramdisk/`, `state/`, `sshd_config`, `sshd.log`;
 - its own port, host key (written to the shared known_hosts file) and the session's authorized key;
 - the test user `watchertest` (login shell /bin/sh: a root login shell with a heavy .bashrc costs 100+ ms
-  a command), so commands run as on a real rig, without root;
+  a command), so commands run as on a real rig, without root; `make(n, own_users=True)` gives each rig its
+  own user instead (`watchertest-rig01`, ...), as separate machines would have;
+- an SFTP subsystem (OpenSSH's sftp-server, run through the same ForceCommand), for fabric's file copies;
+- `venv(deps)`: a virtualenv of the rig's own (`<root>/venv`, owned by its user) that sees torch, pip and
+  every other package of the test interpreter through a `.pth` line to `RigFactory.deps_dir()` (symlinks to
+  that site-packages, watcher's own entries left out): a rig venv with torch but nothing of ours, made in a
+  fraction of a second and without the network, whose torch files are the coordinator's (hash them to show
+  that nothing touched them);
 - switches to inject faults, read by `bin/rig-shell` (sshd's ForceCommand) on every command:
   `set_gpu(i, state)` (healthy | ffff | eio | na | missing, read by the fake rocm-smi from
   state/gpu/<i>; the fake dmesg's SMU line for a faulted GPU is stamped with the kernel uptime of the
@@ -21,8 +28,8 @@ What a rig is here:
 Every command gets RIG_DIR=<root> in its environment. Every process started here is stopped by PID in
 `stop()`; the pytest fixture in conftest.py calls it at teardown even when a test fails.
 
-API: `RigFactory(base_dir).make(n, gpus=12) -> list[FakeRig]`; `FakeRig.node_config(**overrides)`;
-`cluster_config(rigs, **overrides) -> ClusterConfig`.
+API: `RigFactory(base_dir).make(n, gpus=12, own_users=False) -> list[FakeRig]`; `FakeRig.node_config(**overrides)`;
+`FakeRig.venv(RigFactory.deps_dir()) -> python path`; `cluster_config(rigs, **overrides) -> ClusterConfig`.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +58,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RIGBIN = Path(__file__).resolve().parent / "rigbin"
 TEST_USER = "watchertest"
 SSHD = "/usr/sbin/sshd"
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 
 RIG_SHELL = """#!/bin/sh
 # ForceCommand of a fake rig: applies the fault switches, then runs what the client asked for.
@@ -117,25 +126,33 @@ def uptime() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
 
 
-def ensure_test_user() -> None:
+def ensure_test_user(user: str = TEST_USER) -> None:
     """Create the unprivileged rig user once, and let it reach the interpreter the tests run with
     (pyenv lives under /root, which is 0700 on these machines: it needs o+x, nothing more)."""
     try:
-        pwd.getpwnam(TEST_USER)
+        pwd.getpwnam(user)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", TEST_USER], check=True, capture_output=True)
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", user], check=True, capture_output=True)
     # useradd leaves the account locked ("!"), and sshd without PAM refuses locked accounts even for
     # key logins; "*" means "no password login" without the lock.
-    subprocess.run(["usermod", "-p", "*", TEST_USER], check=True, capture_output=True)
+    subprocess.run(["usermod", "-p", "*", user], check=True, capture_output=True)
     for target in (Path(sys.executable).resolve(), REPO_ROOT):
         _let_others_traverse(target)
 
 
 class FakeRig:
     def __init__(
-        self, name: str, root: Path, gpus: int, client_key: Path, known_hosts: Path, switches: bool = True
+        self,
+        name: str,
+        root: Path,
+        gpus: int,
+        client_key: Path,
+        known_hosts: Path,
+        switches: bool = True,
+        user: str = TEST_USER,
     ) -> None:
         self.name = name
+        self.user = user  # the rig's login user (its files are owned by it)
         self.switches = switches  # False: no ForceCommand wrapper (transport benchmarks measure sshd alone)
         self.root = root
         self.gpus = gpus
@@ -194,7 +211,8 @@ class FakeRig:
                     "KbdInteractiveAuthentication no",
                     "UsePAM no",
                     "PermitRootLogin no",
-                    f"AllowUsers {TEST_USER}",
+                    f"AllowUsers {self.user}",
+                    f"Subsystem sftp {SFTP_SERVER}",
                     f"SetEnv PATH={path} RIG_DIR={self.root}",
                     f"ForceCommand {shell}" if self.switches else "",
                     "MaxSessions 64",
@@ -205,8 +223,9 @@ class FakeRig:
                 ]
             )
         )
-        subprocess.run(["chown", "-R", f"{TEST_USER}:{TEST_USER}", str(self.state), str(self.ramdisk)], check=True)
-        subprocess.run(["chown", f"{TEST_USER}:{TEST_USER}", str(self.root / "work")], check=True)
+        owner = f"{self.user}:{self.user}"
+        subprocess.run(["chown", "-R", owner, str(self.state), str(self.ramdisk)], check=True)
+        subprocess.run(["chown", owner, str(self.root / "work")], check=True)
         for path in (self.root, self.bin):
             path.chmod(0o755)
 
@@ -264,7 +283,7 @@ class FakeRig:
         path = self.state / name
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
-        os.chown(tmp, pwd.getpwnam(TEST_USER).pw_uid, pwd.getpwnam(TEST_USER).pw_gid)
+        os.chown(tmp, pwd.getpwnam(self.user).pw_uid, pwd.getpwnam(self.user).pw_gid)
         os.replace(tmp, path)
 
     def set_gpu(self, index: int, state: str) -> None:
@@ -344,6 +363,16 @@ class FakeRig:
         path = self.state / "rocm-smi.calls"
         return path.read_text().splitlines() if path.exists() else []
 
+    def venv(self, deps: Path) -> str:
+        """A virtualenv at <root>/venv owned by the rig's user, seeing `deps` (RigFactory.deps_dir()) through a
+        .pth line: torch and pip, nothing of watcher's. Returns its python."""
+        venv = self.root / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+        site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+        (site / "_fakerig_deps.pth").write_text(f"{deps}\n")
+        subprocess.run(["chown", "-R", f"{self.user}:{self.user}", str(venv)], check=True)
+        return str(venv / "bin" / "python")
+
     # -- config ----------------------------------------------------------------------------------------
     def node_config(self, **overrides: Any) -> NodeConfig:
         data: dict[str, Any] = {
@@ -351,7 +380,7 @@ class FakeRig:
             "transport": "ssh",
             "host": "127.0.0.1",
             "port": self.port,
-            "user": TEST_USER,
+            "user": self.user,
             "key_file": str(self.client_key),
             "known_hosts": str(self.known_hosts),
             "python": self.python,
@@ -385,17 +414,41 @@ class RigFactory:
         self.known_hosts.touch()
         self.rigs: list[FakeRig] = []
 
-    def make(self, n: int, gpus: int = 12, start: bool = True, switches: bool = True) -> list[FakeRig]:
+    def make(
+        self, n: int, gpus: int = 12, start: bool = True, switches: bool = True, own_users: bool = False
+    ) -> list[FakeRig]:
         made = []
         for _ in range(n):
             name = f"rig{len(self.rigs) + 1:02d}"
-            rig = FakeRig(name, self.base / name, gpus, self.client_key, self.known_hosts, switches)
+            user = f"{TEST_USER}-{name}" if own_users else TEST_USER
+            if own_users:
+                ensure_test_user(user)
+            rig = FakeRig(name, self.base / name, gpus, self.client_key, self.known_hosts, switches, user)
             self.rigs.append(rig)
             made.append(rig)
         if start:
             for rig in made:
                 rig.up()
         return made
+
+    def deps_dir(self) -> Path:
+        """Symlinks to every package of the test interpreter's site-packages except watcher's own (its
+        metadata and editable-install hooks), made once: what a rig venv sees besides its own packages."""
+        deps = self.base / "rigdeps"
+        if deps.exists():
+            return deps
+        tmp = self.base / "rigdeps.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        site = Path(sysconfig.get_paths()["purelib"])
+        for entry in site.iterdir():
+            name = entry.name
+            if name.startswith(("rig_watcher", "__editable__", "__pycache__")) or name.endswith(".pth"):
+                continue
+            (tmp / name).symlink_to(entry)
+        tmp.chmod(0o755)
+        tmp.rename(deps)
+        return deps
 
     def stop_all(self, remove: bool = False) -> None:
         for rig in self.rigs:

@@ -121,7 +121,9 @@ FACTS_OK = {"version": "1.0", "free_disk_gb": 50.0, "free_memory_gb": 6.0, "devi
 @pytest.mark.parametrize(
     ("change", "check", "words"),
     [
-        ({"version": "0.9"}, "version", "worker version 0.9 != coordinator 1.0"),
+        ({"version": "0.9"}, "version", "worker build 0.9 != coordinator 1.0"),
+        ({"version": "1.0+src.aaaaaaaaaaaa"}, "version", "worker build 1.0+src.aaaaaaaaaaaa != coordinator 1.0"),
+        ({"version": None}, "version", "watcher is not installed for python3 (the coordinator runs 1.0)"),
         ({"free_disk_gb": 0.5}, "disk", "0.5 GB free"),
         ({"free_memory_gb": 0.1}, "memory", "0.1 GB memory available"),
         ({"device_count": 0}, "torch", "torch sees 0 GPU(s), config says 2"),
@@ -132,6 +134,14 @@ FACTS_OK = {"version": "1.0", "free_disk_gb": 50.0, "free_memory_gb": 6.0, "devi
 def test_node_facts_each_failure_is_named(change: dict, check: str, words: str) -> None:
     (result,) = evaluate_node_facts(rig(), {**FACTS_OK, **change}, "1.0", HealthPolicy())
     assert (result.check, result.status) == (check, "fail") and words in result.message
+
+
+def test_another_build_on_a_node_names_deploy_as_the_fix() -> None:
+    (result,) = evaluate_node_facts(rig(), {**FACTS_OK, "version": "1.0+src.111111111111"}, "1.0+src.2", HealthPolicy())
+    assert result.remedy == "watcher deploy --nodes rig-a"
+    assert result.line() == (
+        "rig-a: worker build 1.0+src.111111111111 != coordinator 1.0+src.2: watcher deploy --nodes rig-a"
+    )
 
 
 def test_node_facts_all_fine() -> None:
