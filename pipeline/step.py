@@ -38,7 +38,8 @@ from pipeline.workload import Workload
 
 
 class StepParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `trials: true` or `--set 1.trials=true` is refused, not run as 1 trial; "100" is no number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 P = TypeVar("P", bound=StepParams)

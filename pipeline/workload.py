@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from cluster.scheduler.types import AnswerRejected
@@ -30,8 +31,9 @@ class Workload(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
-        """Parse the data section and load what it names; ConfigError naming what is wrong."""
+    def load(cls, data: Mapping[str, Any], *, source: str, base: Path | None = None) -> Self:
+        """Parse the data section and load what it names; ConfigError naming what is wrong. base: the directory
+        of the pipeline.yaml the section came from, which relative paths in it are resolved against."""
 
     @abstractmethod
     def input_hashes(self) -> dict[str, str]:
