@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from agents.commands.common import open_store
+from agents.commands.common import open_store, run_status
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -18,7 +18,7 @@ def _esc(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(store) -> str:  # type: ignore[no-untyped-def]
+def render(store, state_dir: str = ".watcher") -> str:  # type: ignore[no-untyped-def]
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, object], float]]) -> None:
@@ -29,11 +29,11 @@ def render(store) -> str:  # type: ignore[no-untyped-def]
             lines.append(f"{name}{{{label}}} {value:g}" if label else f"{name} {value:g}")
 
     runs = store.runs(limit=1000) if store else []
-    by_status = Counter(r.status for r in runs)
+    by_status = Counter(run_status(r, state_dir) for r in runs)  # a killed run is "crashed", not "running"
     metric(
         "watcher_runs_total",
         "counter",
-        "Runs recorded in the store, by final status.",
+        "Runs recorded in the store, by status (running, crashed, or how it ended).",
         [({"status": s}, float(n)) for s, n in sorted(by_status.items())],
     )
     last = runs[0] if runs else None
@@ -94,10 +94,16 @@ def render(store) -> str:  # type: ignore[no-untyped-def]
         "1 if the latest run succeeded, else 0.",
         [({}, 1.0 if last and last.status == "succeeded" else 0.0)],
     )
+    metric(
+        "watcher_last_run_crashed",
+        "gauge",
+        "1 if the latest run is stored as running but its process is gone (resume it), else 0.",
+        [({}, 1.0 if last and run_status(last, state_dir) == "crashed" else 0.0)],
+    )
     return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     store = open_store(args.state_dir, must_exist=False)
-    print(render(store), end="")
+    print(render(store, args.state_dir), end="")
     return 0

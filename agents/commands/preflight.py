@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.commands.run import validate_plan
-from agents.logging_setup import safe_defaults
+from agents.logging_setup import reader_left, safe_defaults
 from agents.settings import AgentSettings
 from cluster.config import default_config_path, load_config
 from cluster.errors import WatcherError
@@ -59,7 +59,10 @@ def render(report: PreflightReport) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     with safe_defaults():
-        return _main(argv)
+        try:
+            return _main(argv)
+        except BrokenPipeError:
+            return reader_left()
 
 
 def _main(argv: Sequence[str] | None) -> int:

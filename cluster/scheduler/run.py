@@ -101,6 +101,8 @@ def run_chunks(
     if not todo:
         report.seconds = time.monotonic() - started
         return report
+    if halt_check is not None and halt_check():  # a halt is honoured between calls too (a step's rounds), not
+        raise HaltRequested(f"{label}: halted before starting {len(todo)} chunk(s); `watcher run --resume` continues")
     slots = _initial_slots(config, executors, ledger)
     if min_slots is None:
         min_slots = max(1, config.health.min_healthy_gpus)
