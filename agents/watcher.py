@@ -206,6 +206,7 @@ class Supervisor:
     def run_steps(self, run_id: int, steps: list[StepEntry], request: RunRequest) -> RunResult:
         if request.resume:  # the run's retries so far count against agent.limits.total_retries
             self.total_retries = sum(d["decision"] == "RETRY" for d in self.store.decisions(run_id))
+        self.workload.prepare(self.say)  # e.g. compile kernels once, before any worker needs them
         executors = executors_for(list(self.config.nodes), self.config.timeouts)
         outcomes: list[StepOutcome] = []
         try:

@@ -11,7 +11,7 @@ The reference workload is `pipeline.prng.workload:PrngWorkload`; pipeline.yaml's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -42,6 +42,11 @@ class Workload(ABC):
     @abstractmethod
     def study_key(self) -> str:
         """Names the data set in persistent study names, so a different data set starts a fresh study."""
+
+    def prepare(self, say: Callable[[str], None]) -> None:
+        """Once per run, before its first step: anything the workload does best once on the coordinator
+        instead of in every worker (the reference workload compiles its CPU kernels into the shared cache)."""
+        return None
 
     def worker_argv(self) -> tuple[str, ...]:
         return ("-m", "pipeline.worker", self.jobs_module)

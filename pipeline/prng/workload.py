@@ -5,7 +5,7 @@ names loaded and split, and what the scheduler needs to know about the worker jo
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -51,6 +51,14 @@ class PrngWorkload(Workload):
         history = load_history(path, spec.modulus, spec.session, spec.draw_low)
         train, holdout = split(history, spec.holdout_fraction)
         return cls(spec, history, train, holdout, history_path=path)
+
+    def prepare(self, say: Callable[[str], None]) -> None:
+        """Compile the CPU kernels once here (said when it happens); the workers load them from the cache."""
+        from pipeline.prng.warm import warm_kernels
+
+        seconds = warm_kernels(self.data, self.train, say)
+        if seconds is not None:
+            say(f"kernels compiled in {seconds:.1f} s; later runs and every worker load them from the cache")
 
     def input_hashes(self) -> dict[str, str]:
         """The history file and the data section: either changing makes every output stale."""

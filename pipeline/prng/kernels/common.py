@@ -14,6 +14,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from pipeline.prng.kernels.cache import use_project_cache
+
+use_project_cache()  # before any @njit(cache=True) below or in the kernel modules that import this one
+
 U8 = np.uint8
 U32 = np.uint32
 U64 = np.uint64
