@@ -4,6 +4,7 @@ before any sink sees it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -94,6 +95,10 @@ class _LogFile(RotatingFileHandler):
             print(
                 f"watcher: cannot write {self.baseFilename}: {err}; the log file misses what follows", file=sys.stderr
             )
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # the last flush on a full disk fails too: said above already
+            super().close()
 
 
 def setup_logging(state_dir: Path, *, verbose: bool = False, stderr: bool = True) -> Path:

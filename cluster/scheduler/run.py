@@ -66,7 +66,7 @@ def run_chunks(
     ledger: HealthLedger | None = None,
     probe: Probe | None = AUTO,
     halt_check: Callable[[], bool] | None = None,
-    progress: bool | None = None,
+    progress: bool | Progress | None = None,
     cleanup: CleanupFn | None = AUTO,
     min_slots: int | None = None,
     label: str = "chunks",
@@ -81,7 +81,8 @@ def run_chunks(
 
     sink: where progress is stored as it happens (RunStore.chunk_sink(run_id, step)); executors: one per node
     that may take work; probe: fresh GPU state after a failure ("auto": cluster.gpu.probe.probe_gpu);
-    halt_check: polled twice a second; progress: rich bar (True), log lines (False), by TTY (None); cleanup:
+    halt_check: polled twice a second, and before anything starts; progress: rich bar (True), log lines (False),
+    by TTY (None), or an open `Progress` spanning several calls (a step's rounds: one line for all); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
     config's health.min_healthy_gpus, at least 1; slot_mode: "workers" or "per_chunk" (default: the config's
     scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up (workers
@@ -150,19 +151,23 @@ def _schedule(
     report: ScheduleReport,
     started: float,
     halt_check: Callable[[], bool] | None,
-    progress: bool | None,
+    progress: bool | Progress | None,
 ) -> ScheduleReport:
     """The slot threads of one call, from start to the report (or the error); `report` holds the resumed
     results already."""
     label, mode = options.label, options.slot_mode
     wanted = set(report.results) | {c.chunk_id for c in todo}
     sched = SlotScheduler(config, todo, slots, sink=sink, executors=executors, options=options, pool=pool)
-    bar = Progress(len(todo), label=label, enabled=progress, unit=options.progress_unit)
+    shared = isinstance(progress, Progress)  # the caller's display: its rounds are no news of their own
+    bar = progress if isinstance(progress, Progress) else Progress(0, label=label, enabled=progress,
+                                                                    unit=options.progress_unit)  # fmt: skip
+    bar.begin_call(len(todo))
     threads = [
         threading.Thread(target=sched.slot_loop, args=(slot,), name=f"slot-{slot}", daemon=True) for slot in slots
     ]
-    logger.info(
-        f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) ({mode})"
+    logger.log(
+        "DEBUG" if shared else "INFO",
+        f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) ({mode})",
     )
     for thread in threads:
         thread.start()
@@ -181,7 +186,7 @@ def _schedule(
                 with sched.cond:
                     sched.halting = True
                     sched.cond.notify_all()
-        bar.update(sched.completed, len(sched.failures), sched.progress_total, force=True)
+        bar.update(sched.completed, len(sched.failures), sched.progress_total, force=not shared)
     except BaseException as err:  # Ctrl-C or a failing halt_check: the slots must stop taking work too
         with sched.cond:
             sched.fatal = sched.fatal or err
@@ -192,7 +197,9 @@ def _schedule(
             pool.discard_all(wait=1.0)
         raise
     finally:
-        bar.close()
+        bar.end_call()
+        if not shared:
+            bar.close()
     for thread, slot in zip(threads, slots, strict=True):
         # a thread stuck on a node that was taken out (or after a fatal error) is not waited for: its
         # chunk was requeued, and whatever it returns later is dropped (see `closed`)
@@ -238,9 +245,10 @@ def _schedule(
         if sched.halting:
             raise HaltRequested(f"{label}: halted with {len(missing)} of {len(wanted)} chunks unfinished; use --resume")
         raise SchedulingError(f"{label}: {len(missing)} chunk(s) have no result and no failure was recorded")
-    logger.info(
+    logger.log(
+        "DEBUG" if shared else "INFO",
         f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
-        f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
+        f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})",
     )
     return report
 
