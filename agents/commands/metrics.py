@@ -38,13 +38,18 @@ def render(store, state_dir: str = ".watcher") -> str:  # type: ignore[no-untype
     )
     last = runs[0] if runs else None
     steps = store.step_history(run_id=last.id) if (store and last) else []
+    crashed = last is not None and run_status(last, state_dir) == "crashed"
+
+    def step_status(status: str) -> str:  # a crashed run's step is not running either
+        return "crashed" if crashed and status == "running" else status
+
     metric(
         "watcher_step_duration_seconds",
         "gauge",
         "Duration of each step attempt of the latest run.",
         [
             (
-                {"step": f"{s.number:g}", "attempt": s.attempt, "status": s.status},
+                {"step": f"{s.number:g}", "attempt": s.attempt, "status": step_status(s.status)},
                 float((s.metrics or {}).get("duration_s") or 0),
             )
             for s in steps

@@ -60,7 +60,9 @@ def render(report: PreflightReport) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     with safe_defaults():
         try:
-            return _main(argv)
+            code = _main(argv)
+            sys.stdout.flush()  # inside the try: a reader gone before the last buffered write is caught here
+            return code
         except BrokenPipeError:
             return reader_left()
 

@@ -47,8 +47,8 @@ def collect(state_dir: Path, config_path: str | None) -> dict[str, Any]:
     current = steps[-1] if steps else None
     status = run_status(run, state_dir)
     counts = store.chunk_counts(run.id, current.number) if current else {}
-    if status == CRASHED and counts.get("running"):  # nothing runs them any more: they wait for --resume
-        counts = {**counts, "interrupted": counts.pop("running")}
+    if status == CRASHED:  # nothing runs them any more: they wait for --resume
+        counts["interrupted"] = counts.pop("running", 0)
     rows = store.chunk_rows(run.id, current.number) if current else []
     eta = None
     finished = [r for r in rows if r.get("status") == "done" and r.get("duration")]
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             c = r["chunks"]
             print(
                 f"step {r['step']:g} attempt {r['attempt']}: {r['step_status']}; chunks done {c.get('done', 0)}, "
-                + (f"interrupted {c['interrupted']}, " if c.get("interrupted") else f"running {c.get('running', 0)}, ")
+                + (f"interrupted {c['interrupted']}, " if "interrupted" in c else f"running {c.get('running', 0)}, ")
                 + f"pending {c.get('pending', 0)}, failed {c.get('failed', 0)}"
                 + (f"; ETA {r['eta_s']:.0f} s" if r["eta_s"] else "")
             )
