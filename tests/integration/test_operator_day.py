@@ -153,6 +153,30 @@ def test_decisions_and_the_verdict_are_in_watcher_log(terminal_run: tuple[Path, 
     assert "Traceback" not in log
 
 
+def test_a_ramdisk_path_that_is_a_file_and_a_missing_local_workdir_are_named(
+    terminal_run: tuple[Path, int, list[str]],
+) -> None:
+    """Step 2's gate copies its ramdisk files first: a file in the way is named as such, not "[Errno 17]"; and a
+    local node's missing workdir is no rig to ssh to."""
+    tmp, _code, _shown = terminal_run
+    config = json.loads((tmp / "cluster.json").read_text())
+    (tmp / "in_the_way").write_text("not a directory")
+    config["nodes"][0]["ramdisk_path"] = str(tmp / "in_the_way")
+    (tmp / "file_ramdisk.json").write_text(json.dumps(config))
+    res = watcher(tmp, "run", "--from-step", "2", "--to-step", "2", "--pipeline", str(tmp / "pipeline.yaml"),
+                  "--config", str(tmp / "file_ramdisk.json"))  # fmt: skip
+    assert res.returncode == 69, res.stdout + res.stderr
+    assert f"{tmp / 'in_the_way'} is a file (is ramdisk_path a file?)" in res.stdout and "Errno" not in res.stdout
+    config["nodes"][0].update(workdir=str(tmp / "no_such_dir"), ramdisk_path=str(tmp / "ramdisk"))
+    (tmp / "no_workdir.json").write_text(json.dumps(config))
+    res = subprocess.run([sys.executable, "-m", "agents.commands.preflight", "check", "--config",
+                          str(tmp / "no_workdir.json"), "--state-dir", str(tmp / "state")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, env=ENV)  # fmt: skip
+    assert res.returncode == 69
+    (line,) = [x for x in res.stderr.splitlines() if x.startswith("FAIL local: (local)")]
+    assert f"workdir '{tmp / 'no_such_dir'}' is not a directory on this machine" in line and "ssh" not in line
+
+
 # --- a run killed with SIGKILL -------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ ranking's confirmation, `verify_seed` and synth all read the draws through the m
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -27,8 +28,8 @@ SEED = 1234
 
 def entries(draws: list[int]) -> list[dict[str, object]]:
     """History entries with one distinct date each (the loader refuses repeated or backward dates)."""
-    return [{"date": f"{2000 + i // 300}-{1 + i // 28 % 10:02d}-{1 + i % 28:02d}", "session": "s", "draw": d}
-            for i, d in enumerate(draws)]  # fmt: skip
+    day0 = dt.date(2000, 1, 1)
+    return [{"date": (day0 + dt.timedelta(days=i)).isoformat(), "session": "s", "draw": d} for i, d in enumerate(draws)]
 
 
 def parse(**data: object) -> DataSpec:
