@@ -121,6 +121,15 @@ def on_terminal(argv: list[str], cwd: Path, timeout: float = 300) -> tuple[int, 
 # --- a run watched on a terminal -------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An empty numba cache for this module's runs: the first compiles (and says so), the later ones load."""
+    path = tmp_path_factory.mktemp("kernels")
+    ENV["NUMBA_CACHE_DIR"] = str(path)
+    yield path
+    del ENV["NUMBA_CACHE_DIR"]
+
+
 @pytest.fixture(scope="module")
 def terminal_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, list[str]]:
     tmp = tmp_path_factory.mktemp("terminal")
@@ -133,6 +142,7 @@ def test_a_terminal_gets_one_progress_line_per_step_with_logs_above_it(
 ) -> None:
     _tmp, code, shown = terminal_run
     assert code == 0, "\n".join(shown)
+    assert shown.index("compiling kernels (first run only)") < shown.index(next(x for x in shown if BAR.match(x)))
     bars = [line for line in shown if BAR.match(line)]
     # one display per step that ran jobs, redrawn in place (not one per trial round), ending complete
     assert [b.split()[1] for b in bars] == ["1", "2", "2.5", "3"], "\n".join(shown)
@@ -183,6 +193,7 @@ def test_a_ramdisk_path_that_is_a_file_and_a_missing_local_workdir_are_named(
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tmp = tmp_path_factory.mktemp("killed")
+    (tmp / "started").write_text(repr(time.time()))
     proc = subprocess.Popen([*cli(tmp), "run", "--from-step", "1", *tiny(tmp)], cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)  # fmt: skip
     try:
@@ -194,6 +205,18 @@ def killed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_kernels_compiled_once_are_loaded_by_later_runs_and_their_workers(
+    killed: Path, fresh_kernel_cache: Path
+) -> None:
+    """The killed run (a new coordinator and new workers) compiled nothing: the cache holds what the terminal run
+    put there, nothing newer."""
+    files = sorted(fresh_kernel_cache.rglob("*.nbi"))
+    assert files, "the first run left no compiled kernel in NUMBA_CACHE_DIR"
+    log = (killed / "state" / "logs" / "watcher.log").read_text()
+    assert "compiling kernels" not in log
+    assert max(f.stat().st_mtime for f in files) < float((killed / "started").read_text())
 
 
 def test_a_sigkilled_run_is_crashed_in_status_json_and_metrics(killed: Path) -> None:
@@ -227,6 +250,7 @@ def test_resume_refuses_what_it_would_ignore_then_finishes_quietly(killed: Path)
     assert any(line.startswith("step 1 (WindowOptimizer), attempt 1:") for line in out)
     # without a terminal: no line per trial round, and the whole run fits a screen
     assert not [line for line in out if "chunks over" in line or "chunks done in" in line] and len(out) <= 30
+    assert "compiling kernels (first run only)" not in out  # the terminal run compiled them into the shared cache
     after = watcher(killed, "status", "--config", str(killed / "cluster.json"))
     assert "run 1: succeeded" in after.stdout and "crashed" not in after.stdout
 
