@@ -31,7 +31,7 @@ from cluster.errors import StoreError
 from pipeline.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ENV = {k: v for k, v in os.environ.items() if k not in {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"}}
 BAR = re.compile(r"^step [\d.]+ [━╸╺]")  # a progress display's line, as the terminal finally shows it
 
