@@ -4,8 +4,9 @@ A display may span many `run_chunks` calls: a step that runs its work in rounds 
 batch of trials per round) opens one for the whole step and passes it to every call, so the operator sees one
 line per step that keeps counting, not a new bar per round. Each call adds its chunks (`begin_call`), reports
 its own counts (`update`) and folds them in when it ends (`end_call`). The caller may say how much work the
-whole step is (`expect`, in the progress field's units, with `scale` of them to one shown unit: a seed sieved
-at 16 offsets counts 16 in the field and 1 on the line) and add a note of its own ("trials 36/100").
+whole step is (`expect`, in the progress field's units, with `scale` of them to one shown unit: an item the
+workload counts once per variant it tries counts that many times in the field, once on the line) and add a
+note of its own ("trials 36/100").
 
 On a terminal the line is a rich live display on stderr; log lines and prints are printed above it (rich
 redirects sys.stderr, and sys.stdout when that is the same terminal), never into it. Without a terminal a

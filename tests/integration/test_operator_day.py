@@ -66,6 +66,9 @@ def test_decisions_and_the_verdict_are_in_watcher_log(terminal_run: tuple[Path, 
     assert re.search(r"\| INFO +\| step 1: survivors=0, .* -> PROCEED \(rules\)", log)
     assert "seed 12345678 recovered: holdout match 100%" in log and "run 1 succeeded" in log
     assert "Traceback" not in log
+    assert watcher(tmp, "report", "1", "--out", str(tmp / "report.html")).returncode == 0
+    page = (tmp / "report.html").read_text()
+    assert "<h2>GPU health timeline</h2>" in page  # the docs promise it: said even when nothing was recorded
 
 
 def test_a_ramdisk_path_that_is_a_file_and_a_missing_local_workdir_are_named(
