@@ -12,6 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from agents.runstate import run_status
 from cluster.files import write_json_atomic
 from pipeline.store import RunStore
 
@@ -140,10 +141,16 @@ def render_report(store: RunStore, state_dir: Path, run_id: int, out: Path) -> t
             ]
         )
         parts.append("<h2>GPU health timeline</h2>" + _div(fig, "GPU checks and quarantines"))
+    else:  # the section is always there, so its absence never hides whether GPUs were checked
+        parts.append(
+            "<h2>GPU health timeline</h2><p>no GPU check or quarantine recorded yet (a CPU-only node has no GPU "
+            "health to track; rigs' GPUs are checked by every preflight)</p>"
+        )
     quarantined = store.entries()
     qrows = "".join(f"<li>{html.escape(e.node)}:{e.gpu} — {html.escape(e.reason)}</li>" for e in quarantined)
     parts.append(f"<h2>Quarantined GPUs</h2><ul>{qrows or '<li>none</li>'}</ul>")
-    title = f"watcher run {run_id}: {stats['status']}"
+    record = store.get_run(run_id)
+    title = f"watcher run {run_id}: {run_status(record, state_dir) if record else stats['status']}"
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<script type='text/javascript'>{get_plotlyjs()}</script>"

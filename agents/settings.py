@@ -16,7 +16,8 @@ from cluster.errors import ConfigError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a bool is no int and "5" no number (lax mode would take `max_retries: true` as 1)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class AdvisorConfig(_Strict):

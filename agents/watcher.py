@@ -137,6 +137,9 @@ class Supervisor:
     def halted(self) -> bool:
         return self.halt_file.exists()
 
+    def halt_reason(self) -> str:
+        return f"halt file {self.halt_file} present (`watcher halt`); `watcher resume-ok` clears it"
+
     def _preflight(self, run_id: int, entry: StepEntry, executors: dict) -> bool:
         gate = open_gate(
             entry,
@@ -201,6 +204,9 @@ class Supervisor:
         )
 
     def run_steps(self, run_id: int, steps: list[StepEntry], request: RunRequest) -> RunResult:
+        if request.resume:  # the run's retries so far count against agent.limits.total_retries
+            self.total_retries = sum(d["decision"] == "RETRY" for d in self.store.decisions(run_id))
+        self.workload.prepare(self.say)  # e.g. compile kernels once, before any worker needs them
         executors = executors_for(list(self.config.nodes), self.config.timeouts)
         outcomes: list[StepOutcome] = []
         try:
@@ -209,7 +215,8 @@ class Supervisor:
                 if result is not None:
                     return result
         except HaltRequested as err:
-            return RunResult(EXIT_FAILED, "halted", str(err), run_id, outcomes)
+            logger.warning("halted: {}", err)
+            return RunResult(EXIT_FAILED, "halted", f"{err}; {self.halt_reason()}", run_id, outcomes)
         finally:
             for ex in executors.values():
                 ex.close()
@@ -239,23 +246,26 @@ class Supervisor:
         history = history_for(self.store, entry.number, self.dataset)
         resumed = self.store.latest_step(run_id, entry.number) if request.resume else None
         if resumed is not None and resumed.status != "running":
+            retry = pending_retry(self.store, run_id, entry.number)
+            if retry is not None:  # the run stopped between a RETRY and its attempt: that attempt is next
+                params = retry
+                self.say(f"{label}: resuming with the RETRY decided on attempt {resumed.attempt}: {params}")
             resumed = None
-        attempt = 0
         while True:
-            attempt += 1
             if self.halted():
-                return RunResult(EXIT_FAILED, "halted", f"halt file {self.halt_file} present", run_id, outcomes)
+                return RunResult(EXIT_FAILED, "halted", self.halt_reason(), run_id, outcomes)
             elapsed = time.monotonic() - self.started
             if elapsed > self.settings.limits.wall_clock_s:
                 return RunResult(EXIT_FAILED, "escalated", "wall-clock budget spent", run_id, outcomes)
             if not self._preflight(run_id, entry, executors):
                 return RunResult(EXIT_PREFLIGHT, "failed", f"{label}: preflight failed", run_id, outcomes)
             if resumed is not None:
-                stored_attempt, params = resumed.attempt, dict(resumed.params or params)
-                self.say(f"{label}: resuming attempt {stored_attempt} where the killed run left it")
+                attempt, params = resumed.attempt, dict(resumed.params or params)
+                self.say(f"{label}: resuming attempt {attempt} where the interrupted run left it")
                 resumed = None
             else:
-                stored_attempt = self.store.start_step(run_id, entry.number, entry.step_class, params)
+                attempt = self.store.start_step(run_id, entry.number, entry.step_class, params)
+            stored_attempt = attempt  # the run's own count, kept across --resume: what is shown and limited
             shown = {k: v for k, v in params.items() if k in tunables}
             self.say(f"{label} ({entry.step_class.split(':')[-1]}), attempt {attempt}: {shown or params}")
             try:
@@ -333,11 +343,24 @@ def _summary(outcome: StepOutcome) -> str:
     return ", ".join(parts)
 
 
+def pending_retry(store: RunStore, run_id: int, number: float) -> dict[str, Any] | None:
+    """The params of a RETRY decided on the step's latest attempt in this run, not yet started (the run was
+    halted or killed between the decision and the next attempt); None when there is none."""
+    last = store.latest_step(run_id, number)
+    decided = [d for d in store.decisions(run_id) if d["step"] == number]
+    if last is None or not decided or decided[-1]["attempt"] != last.attempt or decided[-1]["decision"] != "RETRY":
+        return None
+    return dict(decided[-1]["applied"] or last.params or {})
+
+
 def first_unfinished(store: RunStore, run_id: int, steps: list[StepEntry]) -> list[StepEntry]:
-    """On --resume: the steps from the first one this run did not finish successfully."""
+    """On --resume: the steps from the first one this run did not finish: a step is finished only when its
+    latest attempt succeeded and was decided PROCEED (a pending RETRY or an undecided attempt is not)."""
     for i, entry in enumerate(steps):
         last = store.latest_step(run_id, entry.number)
-        if last is None or last.status != "succeeded":
+        decided = [d for d in store.decisions(run_id) if d["step"] == entry.number and d["attempt"] == last.attempt] \
+            if last is not None else []  # fmt: skip
+        if last is None or last.status != "succeeded" or not decided or decided[-1]["decision"] != "PROCEED":
             return steps[i:]
     return []
 

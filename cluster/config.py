@@ -6,7 +6,6 @@ fake rigs by rewriting hosts and ports of a loaded model.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -16,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from cluster.errors import ConfigError
+from cluster.loads import json_unique
 
 GpuKind = Literal["rocm", "cuda", "cpu"]
 NODE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -36,7 +36,8 @@ DEFAULT_PYTHON = "python3"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a bool is no int and "5" no number (pydantic's lax mode would take `gpu_count: true` as 1)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ExcludedGpu(_Strict):
@@ -330,10 +331,7 @@ def load_json_file(path: Path) -> Any:
         raise ConfigError(f"{path}: file not found; fix: pass --config PATH or create it") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+    return json_unique(text, str(path))
 
 
 def load_config(path: str | Path) -> ClusterConfig:

@@ -123,6 +123,6 @@ def run_step(
     except Exception as err:  # a bug in a step must still be recorded in full, never lost
         outcome.error = f"{type(err).__name__}: {err}"
         outcome.traceback = traceback.format_exc()
-        logger.error("step {:g} ({}) crashed:\n{}", entry.number, cls.name, outcome.traceback)
+        logger.error("step {:g} ({}) crashed: {}\n{}", entry.number, cls.name, outcome.error, outcome.traceback)
     outcome.metrics.setdefault("duration_s", round(time.monotonic() - started, 3))
     return outcome

@@ -10,11 +10,11 @@ import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from cluster.config import format_validation_error
 from cluster.errors import ConfigError
+from cluster.loads import yaml_unique
 from pipeline.workload import Workload
 
 DEFAULT_WORKLOAD = "pipeline.prng.workload:PrngWorkload"
@@ -36,6 +36,13 @@ class PipelineSpec(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)  # parsed by the workload, not by the engine
     steps: Annotated[list[StepEntry], Field(min_length=1)]
     agent: dict[str, Any] = Field(default_factory=dict)
+    # the directory of the pipeline.yaml this was read from: relative paths in `data:` are resolved against it
+    # (None for a spec built in code: the current directory)
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir if self._base_dir is not None else Path.cwd()
 
     @model_validator(mode="after")
     def _unique_ordered(self) -> PipelineSpec:
@@ -56,19 +63,21 @@ class PipelineSpec(BaseModel):
 
 
 def load_pipeline(path: str | Path) -> PipelineSpec:
+    """pipeline.yaml, validated (a repeated key is an error naming it); relative paths in it (data.history)
+    are resolved against the file's own directory, never the current one."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; fix: pass --pipeline PATH") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    raw = yaml_unique(text, str(path))
     try:
         spec = PipelineSpec.model_validate(raw or {})
     except ValidationError as err:
         raise ConfigError(format_validation_error(str(path), err)) from None
+    spec._base_dir = path.resolve().parent
     workload_class(spec).parse_data(spec.data, f"{path}: data")  # a bad data section fails here, at load
     return spec
 
@@ -95,7 +104,7 @@ def workload_class(spec: PipelineSpec) -> type[Workload]:
 
 def load_workload(spec: PipelineSpec) -> Workload:
     """The workload with its data loaded (files read and validated): ConfigError naming what is wrong."""
-    return workload_class(spec).load(spec.data, source="pipeline.yaml: data")
+    return workload_class(spec).load(spec.data, source="pipeline.yaml: data", base=spec.base_dir)
 
 
 def default_pipeline_path() -> Path:

@@ -31,6 +31,7 @@ from cluster.config import ClusterConfig, NodeConfig, format_validation_error
 from cluster.errors import ConfigError, StepError
 from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler import ChunkSpec, WorkerPool, run_chunks
+from cluster.scheduler.progress import Progress
 from cluster.transport.base import Executor
 from pipeline.spec import PipelineSpec
 from pipeline.store import RunStore
@@ -38,7 +39,8 @@ from pipeline.workload import Workload
 
 
 class StepParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `trials: true` or `--set 1.trials=true` is refused, not run as 1 trial; "100" is no number
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 P = TypeVar("P", bound=StepParams)
@@ -104,21 +106,36 @@ class StepContext(Generic[P]):
     ledger: HealthLedger | None = None
     jobs_run: int = field(default=0, init=False)
     _pool: WorkerPool | None = field(default=None, init=False, repr=False, compare=False)
+    _display: Progress | None = field(default=None, init=False, repr=False, compare=False)
 
     @contextmanager
     def slot_workers(self) -> Iterator[None]:
         """Keep slot workers up across the `run_jobs` calls made inside: the first call starts them, later
         ones reuse those still up; on leaving (normally, on an error, on Ctrl-C) every one is stopped and the
-        GPU cleanup the calls owe runs (not after Ctrl-C). Re-entrant: an inner use joins the outer one."""
+        GPU cleanup the calls owe runs (not after Ctrl-C). Re-entrant: an inner use joins the outer one.
+        The step's one progress display lives as long: every call counts on the same line."""
         if self._pool is not None:
             yield
             return
+        display = Progress(0, label=f"step {self.number:g}", enabled=self.progress, unit=self.workload.progress_unit)
         with WorkerPool() as pool:
-            self._pool = pool
+            self._pool, self._display = pool, display
             try:
                 yield
             finally:
-                self._pool = None
+                self._pool, self._display = None, None
+                display.close()
+
+    def expect_work(self, units: float, *, per_shown_unit: float = 1.0) -> None:
+        """How much work the step's jobs will report in all (the workload's progress field), so its line
+        shows how far it is and an ETA; `per_shown_unit` of them make one unit shown."""
+        if self._display is not None:
+            self._display.expect(units, scale=per_shown_unit)
+
+    def progress_note(self, text: str) -> None:
+        """A few words of the step's own on its progress line, e.g. "trials 36/100"."""
+        if self._display is not None:
+            self._display.note(text)
 
     @property
     def output_dir(self) -> Path:
@@ -155,7 +172,7 @@ class StepContext(Generic[P]):
             verify=work.check_answer,
             ledger=self.ledger,
             halt_check=self.halt_check,
-            progress=self.progress,
+            progress=self._display if self._display is not None else self.progress,
             label=f"step {self.number:g} {label}",
             fetch_dir=self.step_dir / "fetched",
             fetch_keys=work.fetch_keys,

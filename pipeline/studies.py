@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -30,9 +31,22 @@ def study_name(step: float, key: str, space_version: int) -> str:
     return f"watcher-step{step:g}-{key}-v{space_version}"
 
 
+def _fast_commits(dbapi_connection: Any, _record: Any) -> None:
+    """WAL with synchronous=NORMAL: a commit no longer waits for an fsync (Optuna commits every suggest and user
+    attribute: about 3000 commits, 30 s of a 100 s default run on a busy disk). A crash may lose the last
+    trials' bookkeeping, never the file; a resumed run marks such trials FAIL and re-sieves their blocks, and
+    the chunk results themselves are in the run store."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def open_study(state_dir: Path, name: str, sampler_seed: int = 0) -> optuna.Study:
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     storage = optuna.storages.RDBStorage(storage_url(state_dir), engine_kwargs={"connect_args": {"timeout": 30}})
+    sqlalchemy.event.listen(storage.engine, "connect", _fast_commits)
+    storage.engine.dispose()  # connections made while the storage set itself up get the pragmas too
     existing = len(optuna.load_study(study_name=name, storage=storage).trials) if _exists(storage, name) else 0
     return optuna.create_study(
         study_name=name,

@@ -11,7 +11,8 @@ The reference workload is `pipeline.prng.workload:PrngWorkload`; pipeline.yaml's
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from cluster.scheduler.types import AnswerRejected
@@ -30,8 +31,9 @@ class Workload(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
-        """Parse the data section and load what it names; ConfigError naming what is wrong."""
+    def load(cls, data: Mapping[str, Any], *, source: str, base: Path | None = None) -> Self:
+        """Parse the data section and load what it names; ConfigError naming what is wrong. base: the directory
+        of the pipeline.yaml the section came from, which relative paths in it are resolved against."""
 
     @abstractmethod
     def input_hashes(self) -> dict[str, str]:
@@ -40,6 +42,11 @@ class Workload(ABC):
     @abstractmethod
     def study_key(self) -> str:
         """Names the data set in persistent study names, so a different data set starts a fresh study."""
+
+    def prepare(self, say: Callable[[str], None]) -> None:
+        """Once per run, before its first step: anything the workload does best once on the coordinator
+        instead of in every worker (the reference workload compiles its CPU kernels into the shared cache)."""
+        return None
 
     def worker_argv(self) -> tuple[str, ...]:
         return ("-m", "pipeline.worker", self.jobs_module)

@@ -15,13 +15,13 @@ def evaluate_reachability(node: NodeConfig, error: BaseException | None) -> Chec
     if error is None:
         return CheckResult("ssh", node.name, "ok", "reachable" if node.transport == "ssh" else "local node")
     login = f"{node.user}@{node.host}" if node.user else node.host
-    return CheckResult(
-        "ssh",
-        node.name,
-        "fail",
-        f"({node.host}) {getattr(error, 'reason', error)}",
-        remedy=f"is the rig up? try: ssh -p {node.port} {login} true",
-    )
+    reason = str(getattr(error, "reason", error))
+    if node.transport == "ssh":
+        return CheckResult("ssh", node.name, "fail", f"({node.host}) {reason}",
+                           remedy=f"is the rig up? try: ssh -p {node.port} {login} true")  # fmt: skip
+    # the coordinator itself: no rig to be down, no ssh to try
+    remedy = "" if "fix:" in reason else f"check nodes[{node.name}].workdir and .python on this machine"
+    return CheckResult("ssh", node.name, "fail", f"(local) {reason}", remedy=remedy)
 
 
 def evaluate_gpus(

@@ -1,11 +1,15 @@
-"""Helpers the read-only commands share: open the run store of a state directory."""
+"""Helpers the read-only commands share: open the run store of a state directory, and what a run's status is
+now (agents.runstate.run_status: `watcher status`, `--json`, `watcher metrics` and the report all ask it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from agents.runstate import CRASHED, CRASHED_FIX, run_status
 from cluster.errors import StoreError, StoreNotCreatedError
 from pipeline.store import RunStore
+
+__all__ = ["CRASHED", "CRASHED_FIX", "open_store", "run_status"]
 
 
 def open_store(state_dir: str | Path, *, must_exist: bool = True) -> RunStore | None:

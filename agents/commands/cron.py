@@ -49,7 +49,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--every", required=True, help="interval: 30m, 6h, 1d ...")
     p.add_argument("--from-step", type=float, default=1.0)
     p.add_argument("--config", default=None)
+    p.add_argument("--pipeline", default=None)
     p.set_defaults(handler=run)
+
+
+def install_dir() -> Path:
+    """The folder of the watcher installation that is running this command (its pipeline.yaml and config are
+    the defaults a scheduled run falls back to), whatever the current directory is."""
+    return Path(__file__).resolve().parents[2]
 
 
 def cron_escape(command: str) -> str:
@@ -59,18 +66,26 @@ def cron_escape(command: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     seconds, _ = parse_every(args.every)
-    exe = shutil.which("watcher") or str(Path(sys.argv[0]).resolve())
-    exe = str(Path(exe).resolve())
-    workdir = str(Path.cwd().resolve())
+    beside = Path(sys.executable).parent / "watcher"  # this installation's own script, e.g. .venv/bin/watcher
+    found = beside if beside.exists() else shutil.which("watcher")
+    exe = [str(Path(found).absolute())] if found else [sys.executable, "-m", "agents.cli"]
+    workdir = str(install_dir())
     state = str(Path(args.state_dir).resolve())
-    path = f"{Path(exe).parent}:/usr/local/bin:/usr/bin:/bin"
-    cmd = [exe, "--state-dir", state, "run", "--from-step", f"{args.from_step:g}", "--resume-if-crashed"]
-    if args.config:
-        cmd += ["--config", str(Path(args.config).resolve())]
+    path = f"{Path(exe[0]).parent}:/usr/local/bin:/usr/bin:/bin"
+    cmd = [*exe, "--state-dir", state, "run", "--from-step", f"{args.from_step:g}", "--resume-if-crashed"]
+    for option, value in (("--config", args.config), ("--pipeline", args.pipeline)):
+        if value:
+            cmd += [option, str(Path(value).resolve())]
     log = f"{state}/logs/cron.log"
     redirect = f">> {shlex.quote(log)} 2>&1 < /dev/null"
-    command = f"cd {shlex.quote(workdir)} && PATH={shlex.quote(path)} {shlex.join(cmd)} {redirect}"
+    # the log's folder is made first: the shell opens `>> cron.log` before watcher runs (and makes .watcher/)
+    command = (
+        f"mkdir -p {shlex.quote(str(Path(log).parent))} && cd {shlex.quote(workdir)} && "
+        f"PATH={shlex.quote(path)} {shlex.join(cmd)} {redirect}"
+    )
     line = f"{cron_schedule(args.every)} {cron_escape(command)}"
+    mkdir = f"mkdir -p {shlex.quote(str(Path(log).parent))}"
+    service = shlex.quote(f"{mkdir} && exec {shlex.join(cmd)} {redirect}").replace("%", "%%")  # systemd: %%
     print("# crontab -e, then add (exit 75 = a run was still going: harmless):")
     print(f"PATH={path}")
     print(line)
@@ -84,9 +99,7 @@ After=network-online.target
 Type=oneshot
 WorkingDirectory={workdir}
 Environment=PATH={path}
-ExecStart={shlex.join(cmd)}
-StandardOutput=append:{log}
-StandardError=append:{log}
+ExecStart=/bin/sh -c {service}
 SuccessExitStatus=75
 """)
     print("# /etc/systemd/system/watcher.timer   (then: systemctl enable --now watcher.timer)")

@@ -18,12 +18,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(handler=run)
 
 
+# Runs optuna-dashboard's own console script with Ctrl-C and SIGTERM turned into a quiet exit 0: stopping a
+# server you started is no error, and its traceback (the server loop interrupted) told the operator nothing.
+QUIET_STOP = (
+    "import runpy, signal, sys\n"
+    "def stop(*_): sys.exit(0)\n"
+    "signal.signal(signal.SIGINT, stop); signal.signal(signal.SIGTERM, stop)\n"
+    "script = sys.argv.pop(1); sys.argv[0] = 'optuna-dashboard'\n"
+    "runpy.run_path(script, run_name='__main__')\n"
+)
+
+
 def dashboard_command(state_dir: Path, host: str, port: int) -> list[str]:
     db = (Path(state_dir) / "optuna.db").resolve()
     if not db.exists():
         raise StoreError(f"no Optuna storage at {db}: run step 1 first")
     exe = shutil.which("optuna-dashboard") or str(Path(sys.executable).parent / "optuna-dashboard")
-    return [exe, f"sqlite:///{db}", "--host", host, "--port", str(port)]
+    return [sys.executable, "-c", QUIET_STOP, exe, f"sqlite:///{db}", "--host", host, "--port", str(port)]
 
 
 def run(args: argparse.Namespace) -> int:

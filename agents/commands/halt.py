@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import sys
 import time
 from pathlib import Path
 
@@ -35,9 +36,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run_halt(args: argparse.Namespace) -> int:
     path = _halt_file(args)
+    active = lock_is_held(Path(args.state_dir))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"halted by {getpass.getuser()} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
-    print(f"halt requested ({path}); `watcher resume-ok` clears it")
+    if active:
+        print(f"halt requested ({path}): the run stops between chunks; `watcher resume-ok` clears it")
+    else:
+        print(
+            f"watcher: warning: no run is active in {args.state_dir}: the halt ({path}) stops every run started "
+            "from now on at once, until `watcher resume-ok` clears it",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -9,7 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.logging_setup import safe_defaults
+from agents.commands.run import validate_plan
+from agents.logging_setup import reader_left, safe_defaults
+from agents.settings import AgentSettings
 from cluster.config import default_config_path, load_config
 from cluster.errors import WatcherError
 from cluster.text import printable
@@ -57,7 +59,12 @@ def render(report: PreflightReport) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     with safe_defaults():
-        return _main(argv)
+        try:
+            code = _main(argv)
+            sys.stdout.flush()  # inside the try: a reader gone before the last buffered write is caught here
+            return code
+        except BrokenPipeError:
+            return reader_left()
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -68,6 +75,8 @@ def _main(argv: Sequence[str] | None) -> int:
         ledger = RunStore(store_path) if store_path.exists() else None
         if args.step is not None:
             spec = load_pipeline(args.pipeline or default_pipeline_path())
+            # the same checks `watcher run` and `--dry-run` make (data, history, params, bounds), in the same loader
+            validate_plan(spec, AgentSettings.from_mapping(spec.agent), {})
             entry = spec.entry(args.step)
             report = check_step(entry, config=config, state_dir=Path(args.state_dir), ledger=ledger, node=args.node)
         else:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from agents.lock import RunLock
-from agents.logging_setup import setup_logging
+from agents.logging_setup import note, setup_logging
 from agents.settings import AgentSettings, check_bounds
 from agents.watcher import RunRequest, Supervisor, first_unfinished, plan, resumable_run
 from cluster.config import default_config_path, load_config
@@ -56,6 +56,39 @@ def parse_overrides(items: list[str]) -> dict[float, dict[str, Any]]:
     return out
 
 
+def stored_overrides(stored: Any) -> list[str]:
+    """The --set items a run was started with (stored with the run; older runs stored only their argv), so a
+    resumed run keeps them."""
+    if isinstance(stored, dict):
+        return [str(item) for item in stored.get("set") or []]
+    items = [str(a) for a in stored] if isinstance(stored, list) else []
+    out = []
+    for i, arg in enumerate(items):
+        if arg == "--set" and i + 1 < len(items):
+            out.append(items[i + 1])
+        elif arg.startswith("--set="):
+            out.append(arg.removeprefix("--set="))
+    return out
+
+
+def ignored_on_resume(args: argparse.Namespace, original: RunRequest) -> str:
+    """The options of this command line a resumed run does not use (its own steps and --set values win)."""
+    ignored = []
+    if args.from_step is not None and args.from_step != original.from_step:
+        ignored.append(f"--from-step {args.from_step:g}")
+    if args.to_step is not None and args.to_step != original.to_step:
+        ignored.append(f"--to-step {args.to_step:g}")
+    if args.overrides and parse_overrides(args.overrides) != original.overrides:
+        ignored.append("--set " + " --set ".join(args.overrides))
+    return ", ".join(ignored)
+
+
+def announce(text: str) -> None:
+    """A line for the operator (decisions, the verdict, how the run ended), kept in watcher.log too."""
+    print(text, flush=True)
+    note(text)
+
+
 def validate_plan(spec: PipelineSpec, settings: AgentSettings, overrides: dict[float, dict[str, Any]]) -> Workload:
     """Everything that can be checked before a run starts, so a mistake is a ConfigError (exit 78) now and
     never a retried failure later: the data section and the history it names, every step's params (with
@@ -82,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.from_step is None and not (args.resume or args.resume_if_crashed):
         raise UsageError("say where to start: --from-step N (or --resume)")
+    if args.resume:
+        given = [name for name, value in (("--from-step", args.from_step), ("--to-step", args.to_step),
+                                          ("--set", args.overrides)) if value]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"--resume continues the interrupted run with its own steps and parameters; {' and '.join(given)} "
+                "cannot change them: drop them, or start a new run with --from-step N"
+            )
     if args.from_step is not None and args.to_step is not None and args.from_step > args.to_step:
         raise UsageError(f"--from-step {args.from_step:g} is after --to-step {args.to_step:g}; fix: swap them")
     request = RunRequest(
@@ -119,21 +160,33 @@ def run(args: argparse.Namespace) -> int:
                     from_step=record.from_step if record and record.from_step is not None else request.from_step,
                     to_step=record.to_step if record else None,
                     resume=True,
-                    overrides=overrides,
+                    overrides=parse_overrides(stored_overrides(record.args if record else None)),
                 )
+                if args.resume_if_crashed:
+                    ignored = ignored_on_resume(args, original)
+                    if ignored:
+                        announce(f"resuming crashed run {run_id} as it was started: {ignored} apply to a new run only")
                 request = original
                 store.resume_run(run_id)
                 steps = first_unfinished(store, run_id, plan(spec, original))
                 if not steps:
-                    print(f"run {run_id} has no unfinished step")
+                    announce(f"run {run_id} has no unfinished step")
                     store.finish_run(run_id, "succeeded", "nothing left to resume")
                     return EXIT_OK
-                print(f"resuming run {run_id} at step {steps[0].number:g} (steps up to {steps[-1].number:g})")
+                announce(f"resuming run {run_id} at step {steps[0].number:g} (steps up to {steps[-1].number:g})")
             else:
-                run_id = store.create_run(request.from_step, request.to_step, args=sys.argv[1:])
-                print(f"run {run_id}: steps {', '.join(f'{s.number:g}' for s in steps)} on {len(config.nodes)} node(s)")
+                stored = {"argv": sys.argv[1:], "set": list(args.overrides)}
+                run_id = store.create_run(request.from_step, request.to_step, args=stored)
+                numbers = ", ".join(f"{s.number:g}" for s in steps)
+                announce(f"run {run_id}: steps {numbers} on {len(config.nodes)} node(s)")
             sup = Supervisor(
-                config=config, spec=spec, settings=settings, store=store, state_dir=state_dir, workload=workload
+                config=config,
+                spec=spec,
+                settings=settings,
+                store=store,
+                state_dir=state_dir,
+                workload=workload,
+                say=announce,
             )
             result = sup.run_steps(run_id, steps, request)
             final = result.outcomes[-1] if result.outcomes else None
@@ -148,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             raise
         finally:
             store.close()
-    if verdict:
-        print(verdict)
-    print(f"run {run_id} {result.status}: {result.reason}")
+        if verdict:
+            announce(verdict)
+        announce(f"run {run_id} {result.status}: {result.reason}")
     return result.exit_code

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.commands.common import open_store
+from agents.commands.common import CRASHED, CRASHED_FIX, open_store, run_status
 from agents.lock import lock_is_held, read_holder
 from cluster.config import default_config_path, load_config
 from cluster.text import printable
@@ -45,21 +45,27 @@ def collect(state_dir: Path, config_path: str | None) -> dict[str, Any]:
         return out
     steps = store.step_history(run_id=run.id)
     current = steps[-1] if steps else None
+    status = run_status(run, state_dir)
     counts = store.chunk_counts(run.id, current.number) if current else {}
+    if status == CRASHED:  # nothing runs them any more: they wait for --resume
+        counts["interrupted"] = counts.pop("running", 0)
     rows = store.chunk_rows(run.id, current.number) if current else []
     eta = None
     finished = [r for r in rows if r.get("status") == "done" and r.get("duration")]
     left = counts.get("pending", 0) + counts.get("running", 0)
-    if finished and left:
+    if finished and left and status == "running":
         slots = max(1, sum(v["slots"] - len(v["excluded"]) - len(v["quarantined"]) for v in out["gpus"].values()))
         eta = sum(r["duration"] for r in finished) / len(finished) * left / slots
     decisions = store.decisions(run.id)
     out["run"] = {
         "id": run.id,
-        "status": run.status,
+        "status": status,
+        "fix": CRASHED_FIX if status == CRASHED else None,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started)),
         "step": current.number if current else None,
-        "step_status": current.status if current else None,
+        "step_status": (CRASHED if status == CRASHED and current.status == "running" else current.status)
+        if current
+        else None,
         "attempt": current.attempt if current else None,
         "chunks": counts,
         "eta_s": round(eta, 1) if eta is not None else None,
@@ -87,13 +93,16 @@ def run(args: argparse.Namespace) -> int:
     if r:
         reason = f" ({printable(r['reason'])})" if r["reason"] else ""
         print(f"run {r['id']}: {r['status']}, started {r['started']}{reason}")
+        if r["fix"]:
+            print(f"  {r['fix']}")
         if r.get("verdict"):
             print(f"verdict: {printable(r['verdict'])}")
         if r["step"] is not None:
             c = r["chunks"]
             print(
                 f"step {r['step']:g} attempt {r['attempt']}: {r['step_status']}; chunks done {c.get('done', 0)}, "
-                f"running {c.get('running', 0)}, pending {c.get('pending', 0)}, failed {c.get('failed', 0)}"
+                + (f"interrupted {c['interrupted']}, " if "interrupted" in c else f"running {c.get('running', 0)}, ")
+                + f"pending {c.get('pending', 0)}, failed {c.get('failed', 0)}"
                 + (f"; ETA {r['eta_s']:.0f} s" if r["eta_s"] else "")
             )
         for b in r["breakers"]:

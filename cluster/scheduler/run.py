@@ -66,7 +66,7 @@ def run_chunks(
     ledger: HealthLedger | None = None,
     probe: Probe | None = AUTO,
     halt_check: Callable[[], bool] | None = None,
-    progress: bool | None = None,
+    progress: bool | Progress | None = None,
     cleanup: CleanupFn | None = AUTO,
     min_slots: int | None = None,
     label: str = "chunks",
@@ -81,7 +81,8 @@ def run_chunks(
 
     sink: where progress is stored as it happens (RunStore.chunk_sink(run_id, step)); executors: one per node
     that may take work; probe: fresh GPU state after a failure ("auto": cluster.gpu.probe.probe_gpu);
-    halt_check: polled twice a second; progress: rich bar (True), log lines (False), by TTY (None); cleanup:
+    halt_check: polled twice a second, and before anything starts; progress: rich bar (True), log lines (False),
+    by TTY (None), or an open `Progress` spanning several calls (a step's rounds: one line for all); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
     config's health.min_healthy_gpus, at least 1; slot_mode: "workers" or "per_chunk" (default: the config's
     scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up (workers
@@ -93,6 +94,8 @@ def run_chunks(
     if not todo:
         report.seconds = time.monotonic() - started
         return report
+    if halt_check is not None and halt_check():  # a halt is honoured between calls too (a step's rounds), not
+        raise HaltRequested(f"{label}: halted before starting {len(todo)} chunk(s); `watcher run --resume` continues")
     slots = _initial_slots(config, executors, ledger)
     options = _options(
         config, slots, len(todo), worker_argv=tuple(worker_argv), min_slots=min_slots, slot_mode=slot_mode,
@@ -145,7 +148,7 @@ class Call:
 
     def __init__(
         self, config: ClusterConfig, sink: ChunkSink, executors: Mapping[str, Executor], options: SchedulerOptions,
-        pool: WorkerPool | None, halt_check: Callable[[], bool] | None, progress: bool | None,
+        pool: WorkerPool | None, halt_check: Callable[[], bool] | None, progress: bool | Progress | None,
     ) -> None:  # fmt: skip
         self.config, self.sink, self.executors, self.options = config, sink, executors, options
         self.pool, self.halt_check, self.progress = pool, halt_check, progress
@@ -155,8 +158,8 @@ class Call:
         wanted = set(report.results) | {c.chunk_id for c in todo}
         sched = SlotScheduler(self.config, todo, slots, sink=self.sink, executors=self.executors,
                               options=self.options, pool=self.pool)  # fmt: skip
-        logger.info(f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) "
-                    f"({self.options.slot_mode})")  # fmt: skip
+        logger.log(self._level, f"{label}: {len(todo)} chunks over {len(slots)} slots on "
+                   f"{len({s.node for s in slots})} node(s) ({self.options.slot_mode})")  # fmt: skip
         threads = [threading.Thread(target=sched.slot_loop, args=(s,), name=f"slot-{s}", daemon=True) for s in slots]
         for thread in threads:
             thread.start()
@@ -167,11 +170,23 @@ class Call:
         self._wind_down(sched, missing)
         return self._report(sched, report, slots, started, wanted, missing)
 
+    @property
+    def _shared(self) -> bool:
+        """The caller's display spans several calls (a step's rounds): this call's own lines are no news."""
+        return isinstance(self.progress, Progress)
+
+    @property
+    def _level(self) -> str:
+        return "DEBUG" if self._shared else "INFO"
+
     def _watch(self, sched: SlotScheduler, total: int) -> None:
         """Until the call is over: progress shown, the halt check polled; Ctrl-C (or a failing halt check)
         stops the slots and every worker before it travels on."""
         label = self.options.label
-        bar = Progress(total, label=label, enabled=self.progress, unit=self.options.progress_unit)
+        progress = self.progress
+        bar = progress if isinstance(progress, Progress) else Progress(0, label=label, enabled=progress,
+                                                                        unit=self.options.progress_unit)  # fmt: skip
+        bar.begin_call(total)
         try:
             while True:
                 with sched.cond:
@@ -184,14 +199,17 @@ class Call:
                 if self.halt_check is not None and not sched.halting and self.halt_check():
                     logger.warning(f"{label}: halt requested; waiting for chunks in flight, starting no new ones")
                     sched.halt()
-            bar.update(sched.chunks.completed, len(sched.chunks.failures), sched.chunks.progress_total, force=True)
+            bar.update(sched.chunks.completed, len(sched.chunks.failures), sched.chunks.progress_total,
+                       force=not self._shared)  # fmt: skip
         except BaseException as err:
             sched.abort(err)
             if self.pool is not None:
                 self.pool.discard_all(wait=1.0)
             raise
         finally:
-            bar.close()
+            bar.end_call()
+            if not self._shared:
+                bar.close()
 
     @staticmethod
     def _join(sched: SlotScheduler, threads: list[threading.Thread], slots: list[Slot]) -> None:
@@ -241,7 +259,8 @@ class Call:
                 raise HaltRequested(f"{label}: halted with {len(missing)} of {len(wanted)} chunks unfinished; "
                                     "use --resume")  # fmt: skip
             raise SchedulingError(f"{label}: {len(missing)} chunk(s) have no result and no failure was recorded")
-        logger.info(
+        logger.log(
+            self._level,
             f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
             f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
         )

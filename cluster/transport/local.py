@@ -176,7 +176,7 @@ class LocalExecutor(Executor):
                 start_new_session=True,
             )
         except OSError as err:
-            raise TransportError(self.name, f"cannot start local process: {err}", cause=err) from err
+            raise self._start_error(err, cwd) from err
         out, err_out = capped_stdout(), capped_stderr()
         try:
             _communicate(proc, data, out, err_out, timeout)
@@ -231,11 +231,32 @@ class LocalExecutor(Executor):
                 start_new_session=True,
             )
         except OSError as err:
-            raise TransportError(self.name, f"cannot start local process: {err}", cause=err) from err
+            raise self._start_error(err, cwd) from err
         return LocalSession(self.name, line, proc, timeout)
 
+    def _start_error(self, err: OSError, cwd: str | None) -> TransportError:
+        """Name a missing working directory as such: on the coordinator there is no rig to be down."""
+        workdir = os.path.expanduser(cwd or self.node.workdir)
+        if not os.path.isdir(workdir):
+            return TransportError(
+                self.name,
+                f"workdir {workdir!r} is not a directory on this machine (nodes[{self.name}].workdir); "
+                "fix: create it or point workdir at the watcher install",
+                cause=err,
+            )
+        return TransportError(self.name, f"cannot start local process: {err}", cause=err)
+
     def put(self, local: Path, remote: str) -> None:
-        _atomic_copy(Path(local), Path(os.path.expanduser(remote)))
+        target = Path(os.path.expanduser(remote))
+        try:
+            _atomic_copy(Path(local), target)
+        except (FileExistsError, NotADirectoryError) as err:  # mkdir met a file where a folder must be
+            raise TransportError(
+                self.name,
+                f"{target.parent} cannot be made a directory: {err.filename} is a file (is ramdisk_path a file?); "
+                "fix: remove it or point nodes[].ramdisk_path at a directory",
+                cause=err,
+            ) from None
 
     def get(self, remote: str, local: Path, *, max_bytes: int | None = None) -> None:
         try:

@@ -5,8 +5,10 @@ draws lie in [data.draw_low, data.draw_low + data.modulus) and are held less dra
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictFloat,
     StrictInt,
     ValidationInfo,
     field_validator,
@@ -23,6 +26,7 @@ from pydantic import (
 )
 
 from cluster.errors import ConfigError
+from cluster.loads import json_unique
 
 # (most values, highest value) of the scanned envelopes: every offset and skip multiplies the work
 RANGE_CAPS = {"offset_range": (4096, 1 << 20), "skip_range": (256, 4096)}
@@ -49,8 +53,9 @@ class DataSpec(BaseModel):
 
     history: Annotated[str, Field(min_length=1)] = "data/history.json"
     generator: str = "java_lcg"
-    modulus: Annotated[int, Field(ge=2, le=1 << 31)] = 1000
-    holdout_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.2
+    # Strict* throughout: `modulus: "1000"` or `true` is refused, never coerced (tuples stay lax for YAML lists)
+    modulus: Annotated[StrictInt, Field(ge=2, le=1 << 31)] = 1000
+    holdout_fraction: Annotated[StrictFloat, Field(gt=0, lt=0.9)] = 0.2
     seed_range: tuple[StrictInt, StrictInt] = (0, 1 << 24)
     offset_range: tuple[StrictInt, StrictInt] = (0, 15)
     skip_range: tuple[StrictInt, StrictInt] = (0, 3)
@@ -188,18 +193,44 @@ def select_session(history: History, session: str = ALL_SESSIONS) -> History:
     )
 
 
+HISTORY_FIX = "fix: point data.history in pipeline.yaml at a JSON list of {date, session, draw}"
+MAX_HISTORY_BYTES = 256 << 20  # far above any real history; a larger file is a mistake (a wrong path, a device)
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a non-empty string; got {value!r}")
+    return value
+
+
+def _date(value: Any, where: str) -> dt.datetime:
+    """An ISO 8601 date (2024-01-31, or with a time: 2024-01-31T12:00); compared as a moment, naive ones as UTC."""
+    text = _text(value, where)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{where} {text!r} is not an ISO date; fix: write it as YYYY-MM-DD") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def parse_history(data: Any, source: str, modulus: int = 1000, low: int = 0) -> History:
     """Draws lie in [low, low + modulus) (data.draw_low, data.modulus); they are kept as draw - low, the value
-    the mapping gives, so nothing downstream knows about low."""
+    the mapping gives, so nothing downstream knows about low. Each entry is checked before it is believed:
+    strict types (a draw is an int, never a bool or a string; date and session are strings), one entry per
+    (date, session), and dates that never go backwards: the draws are used in file order, so a repeated or
+    misplaced entry would shift every later draw and make the planted seed unfindable."""
     if not isinstance(data, list) or not data:
         raise ConfigError(f"{source}: a history is a non-empty JSON list of {{date, session, draw}} entries")
     draws, sessions, dates = [], [], []
+    seen: dict[tuple[dt.datetime, str], int] = {}
+    last: dt.datetime | None = None
     for i, entry in enumerate(data):
+        where = f"{source}: entry [{i}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{source}: entry [{i}] is not an object; fix: use {{date, session, draw}}")
+            raise ConfigError(f"{where} is not an object; fix: use {{date, session, draw}}")
         for key in ("date", "session", "draw"):
             if key not in entry:
-                raise ConfigError(f"{source}: entry [{i}].{key} is missing; fix: add it")
+                raise ConfigError(f"{where}.{key} is missing; fix: add it")
         draw = entry["draw"]
         if isinstance(draw, bool) or not isinstance(draw, int) or not low <= draw < low + modulus:
             fix = (
@@ -207,35 +238,62 @@ def parse_history(data: Any, source: str, modulus: int = 1000, low: int = 0) -> 
                 if isinstance(draw, int) and not isinstance(draw, bool)
                 else ""
             )
+            raise ConfigError(f"{where}.draw must be an integer {low}-{low + modulus - 1}; got {draw!r}{fix}")
+        moment = _date(entry["date"], f"{where}.date")
+        session = _text(entry["session"], f"{where}.session")
+        if (moment, session) in seen:
             raise ConfigError(
-                f"{source}: entry [{i}].draw must be an integer {low}-{low + modulus - 1}; got {draw!r}{fix}"
+                f"{where} repeats entry [{seen[moment, session]}] (date {entry['date']}, session {session}): "
+                "every draw would shift by one; fix: remove the duplicate"
             )
+        if last is not None and moment < last:
+            raise ConfigError(
+                f"{where}.date {entry['date']} is before entry [{i - 1}]'s date {dates[-1]}: draws are used in "
+                "file order; fix: sort the history oldest first"
+            )
+        seen[moment, session], last = i, moment
         draws.append(draw - low)
-        sessions.append(str(entry["session"]))
-        dates.append(str(entry["date"]))
+        sessions.append(session)
+        dates.append(entry["date"])
     return History(tuple(draws), tuple(sessions), tuple(dates), source)
 
 
-def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSIONS, low: int = 0) -> History:
-    """The history file's draws (less `low`, data.draw_low), only `session`'s unless it is "both"."""
-    path = Path(path)
-    fix = "fix: point data.history in pipeline.yaml at a JSON list of {date, session, draw}"
+def _read_history(path: Path) -> str:
+    """The file's text, refused before it is opened unless it is a regular file under MAX_HISTORY_BYTES (a FIFO
+    would block the read, a device such as /dev/zero never ends)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: history file not found; {fix}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: history is a directory, not a file; {fix}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: history is not UTF-8 text (byte {err.start}); {fix}") from None
+        raise ConfigError(f"{path}: history file not found; {HISTORY_FIX}") from None
     except OSError as err:
-        raise ConfigError(f"{path}: history cannot be read ({err.strerror}); {fix}") from None
-    if not text.strip():
-        raise ConfigError(f"{path}: history file is empty; {fix}")
+        raise ConfigError(f"{path}: history cannot be read ({err.strerror}); {HISTORY_FIX}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path}: history is a directory, not a file; {HISTORY_FIX}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: history is not a regular file (a pipe, socket or device); {HISTORY_FIX}")
+    if info.st_size > MAX_HISTORY_BYTES:
+        raise ConfigError(
+            f"{path}: history is {info.st_size / (1 << 20):.0f} MiB, above the {MAX_HISTORY_BYTES >> 20} MiB a "
+            f"history may have; {HISTORY_FIX}"
+        )
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}; {fix}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: history cannot be read ({err.strerror}); {HISTORY_FIX}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: history is not UTF-8 text (byte {err.start}); {HISTORY_FIX}") from None
+
+
+def load_history(path: str | Path, modulus: int = 1000, session: str = ALL_SESSIONS, low: int = 0) -> History:
+    """The history file's draws (less `low`, data.draw_low), only `session`'s unless it is "both". The one loader
+    every command goes through (`watcher run`, `--dry-run`, `preflight check`, `watcher verify`)."""
+    path = Path(path)
+    text = _read_history(path)
+    if not text.strip():
+        raise ConfigError(f"{path}: history file is empty; {HISTORY_FIX}")
+    data = json_unique(text, str(path), HISTORY_FIX, item="entry")
     return select_session(parse_history(data, str(path), modulus, low), session)
 
 

@@ -5,8 +5,9 @@ names loaded and split, and what the scheduler needs to know about the worker jo
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ class PrngWorkload(Workload):
     history: History
     train: list[int]
     holdout: list[int]
+    history_path: Path = Path()  # the file data.history names, resolved against pipeline.yaml's folder
     _planted: dict[int, canary.Planted] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,16 +43,26 @@ class PrngWorkload(Workload):
             raise ConfigError(format_validation_error(source, err)) from None
 
     @classmethod
-    def load(cls, data: Mapping[str, Any], *, source: str) -> Self:
+    def load(cls, data: Mapping[str, Any], *, source: str, base: Path | None = None) -> Self:
         spec = cls.parse_data(data, source)
+        # data.history as written (it is part of the data section's hash), read relative to pipeline.yaml's folder
+        path = (base or Path.cwd()) / spec.history
         # a bad session or a draw outside [draw_low, draw_low + modulus) fails here, at load
-        history = load_history(spec.history, spec.modulus, spec.session, spec.draw_low)
+        history = load_history(path, spec.modulus, spec.session, spec.draw_low)
         train, holdout = split(history, spec.holdout_fraction)
-        return cls(spec, history, train, holdout)
+        return cls(spec, history, train, holdout, history_path=path)
+
+    def prepare(self, say: Callable[[str], None]) -> None:
+        """Compile the CPU kernels once here (said when it happens); the workers load them from the cache."""
+        from pipeline.prng.warm import warm_kernels
+
+        seconds = warm_kernels(self.data, self.train, say)
+        if seconds is not None:
+            say(f"kernels compiled in {seconds:.1f} s; later runs and every worker load them from the cache")
 
     def input_hashes(self) -> dict[str, str]:
         """The history file and the data section: either changing makes every output stale."""
-        return {"history": sha256_file(self.data.history), "data": self.data.model_dump_json()}
+        return {"history": sha256_file(self.history_path), "data": self.data.model_dump_json()}
 
     def study_key(self) -> str:
         return f"{self.data.generator}-{self.history.fingerprint()}"

@@ -55,6 +55,7 @@ class BidirectionalSieve(Step[SieveParams]):
             for task in block_tasks(data, work.train, window, threshold, start, min(start + p.chunk_seeds, hi))
         ]
         payloads = sieve_payloads(tasks, per_block)
+        ctx.expect_work((hi - lo) * per_block, per_shown_unit=per_block)  # the field counts (seed, offset) pairs
         merged = merge_survivors(ctx.run_jobs(payloads, label="sieve")).get(None, {"forward": 0, "survivors": {}})
         expected = expected_bidirectional(data, hi - lo, window, threshold)
         rows = sorted(merged["survivors"].values(), key=lambda r: r["seed"])

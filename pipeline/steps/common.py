@@ -40,7 +40,7 @@ def session_history(work: PrngWorkload, session: str) -> History:
     """The draws of `session` ("both": all), from the whole history file; ConfigError naming data.session."""
     full = work.history
     if full.session != ALL_SESSIONS and session != full.session:
-        full = load_history(work.data.history, work.data.modulus, low=work.data.draw_low)
+        full = load_history(work.history_path, work.data.modulus, low=work.data.draw_low)
     return select_session(full, session)
 
 

@@ -132,6 +132,7 @@ class WindowSweep:
         self.per_trial: list[dict[str, Any]] = []
         self.seeds_tested = 0
         self.expected = 0.0
+        self.told, self.todo = 0, 0  # trials of this attempt evaluated so far, and to run
         # the train draws per searchable session: the configured one, or "both" and every session present
         self.trains: dict[str, list[int]] = {work.history.session: work.train}
         if self.p.search_session:
@@ -168,7 +169,10 @@ class WindowSweep:
         ]
         results = self.ctx.run_jobs(sieve_payloads(tasks, TRIALS_PER_JOB * tasks_per_block(data)), label="trials")
         merged = merge_survivors(results)
-        return [self.record(trial, cfg, merged.get(trial.number)) for trial, cfg in batch]
+        values = [self.record(trial, cfg, merged.get(trial.number)) for trial, cfg in batch]
+        self.told += len(batch)
+        self.ctx.progress_note(f"trials {self.told}/{self.todo}")
+        return values
 
     def record(self, trial: Trial, cfg: dict[str, Any], got: dict[str, Any] | None) -> float:
         """Keep what one trial found and return its objective (0.0 for a trial that found nothing)."""
@@ -296,6 +300,10 @@ class WindowOptimizer(Step[WindowParams]):
             trials.restore(done, ctx.store.chunk_results(ctx.run_id, ctx.number))
             logger.info("step 1: resuming attempt {}: {} trial(s) already done, {} to go", ctx.attempt, len(done), todo)
         batch_size = max(1, TRIALS_PER_JOB * max(1, sum(n.slot_count for n in ctx.config.nodes)))
+        trials.todo = todo
+        per_seed = tasks_per_block(work.data)  # the progress field counts every (seed, offset[, strategy])
+        ctx.expect_work(todo * max_seeds * per_seed, per_shown_unit=per_seed)
+        ctx.progress_note(f"trials 0/{todo}")
         counts = run_trials(study, todo, batch_size, trials.suggest, trials.evaluate)
         finished = study_sweep(study, lo, hi, advance=False)
         study.set_user_attr("coverage", {"pass": finished.pass_number, "fraction": round(finished.coverage, 6)})

@@ -92,7 +92,9 @@ def test_cron_line_quotes_its_path_and_escapes_percent(tmp_path: Path) -> None:
     assert re.search(r"(?<!\\)%", line) is None and "ops 100\\%" in line  # cron would cut the line at a bare %
     command = line.split(" ", 5)[5].replace("\\%", "%")
     words = shlex.split(command)
-    assert f"{odd}" in words[1] and words[3].startswith("PATH=")  # the directory with a space is one word
+    # the directories with a space are one word each: the log folder made first, then the install directory
+    assert words[:3] == ["mkdir", "-p", f"{odd}/st/logs"] and words[4:6] == ["cd", str(REPO)]
+    assert words[7].startswith("PATH=")
 
 
 def test_a_cli_run_in_process_leaves_the_callers_umask_alone(tmp_path: Path) -> None:

@@ -27,7 +27,25 @@ def test_plain_lines_without_a_terminal_are_rate_limited() -> None:
         bar.update(100, 2, 10_000, force=True)
         bar.close()
     assert len(messages) == 1
-    assert "step 2: 100/100 chunks done" in messages[0] and "failures 2" in messages[0] and "seeds/s" in messages[0]
+    assert "step 2: 100/100 jobs" in messages[0] and "failures 2" in messages[0] and "seeds/s" in messages[0]
+
+
+def test_one_display_spans_calls_and_shows_work_in_shown_units() -> None:
+    """A step's rounds count on one line: chunks and work add up across calls, the field's units are scaled
+    (16 (seed, offset) pairs are one seed) and the ETA comes from the work, not from the chunks."""
+    with captured_log("INFO") as messages:
+        bar = Progress(0, label="step 1", enabled=False, unit="seeds", interval_s=3600)
+        bar.expect(1_600_000, scale=16)  # 100k seeds at 16 offsets
+        bar.note("trials 0/10")
+        for _ in range(2):  # two rounds of two chunks, each call reporting its own numbers
+            bar.begin_call(2)
+            bar.update(2, 0, 400_000)
+            bar.end_call()
+        bar.note("trials 4/10")
+        line = bar.line()
+        bar.close()
+    assert messages == []  # rounds are no news: only the interval (or a forced update) logs
+    assert line.startswith("trials 4/10 · 50.0k/100.0k seeds ·") and "failures 0" in line and "ETA ?" not in line
 
 
 def test_rich_bar_on_a_terminal_logs_nothing() -> None:

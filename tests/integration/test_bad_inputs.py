@@ -35,18 +35,40 @@ def bounds(**kw: Any) -> Callable[[dict, Path], None]:
     return lambda spec, _tmp: spec["agent"].setdefault("bounds", {}).update(kw)
 
 
-def history(content: bytes | str | None) -> Callable[[dict, Path], None]:
+def history(content: bytes | str | list | None) -> Callable[[dict, Path], None]:
     def change(spec: dict, tmp: Path) -> None:
         path = tmp / "bad_history.json"
         if content is None:
             path.mkdir()  # a directory where the file should be
         elif isinstance(content, bytes):
             path.write_bytes(content)
+        elif isinstance(content, list):
+            path.write_text(json.dumps(content))
         else:
             path.write_text(content)
         spec["data"]["history"] = str(path)
 
     return change
+
+
+def history_at(make: Callable[[Path], Path]) -> Callable[[dict, Path], None]:
+    """data.history pointing at something `make` creates (a FIFO, a device, a huge file)."""
+    return lambda spec, tmp: spec["data"].update(history=str(make(tmp)))
+
+
+def fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "pipe.json")  # nothing ever writes it: reading it would hang `--dry-run` for ever
+    return tmp / "pipe.json"
+
+
+def huge(tmp: Path) -> Path:
+    with (tmp / "huge.json").open("wb") as fh:
+        fh.truncate(257 << 20)  # sparse: takes no disk
+    return tmp / "huge.json"
+
+
+DUPLICATED = GOOD_HISTORY[:11] + GOOD_HISTORY[10:]  # entry 10 twice: every later draw shifts by one
+BACKWARDS = [*GOOD_HISTORY[:20], GOOD_HISTORY[30], *GOOD_HISTORY[20:30], *GOOD_HISTORY[31:]]
 
 
 CASES: list[tuple[str, Callable[[dict, Path], None], str]] = [
@@ -66,6 +88,26 @@ CASES: list[tuple[str, Callable[[dict, Path], None], str]] = [
     ("history not a list", history('{"draw": 1}'), "a history is a non-empty JSON list"),
     ("draw of wrong type", history('[{"date": "d", "session": "s", "draw": "7"}]'), "entry [0].draw"),
     ("too few draws", history(json.dumps(GOOD_HISTORY[:6])), "too few for training"),
+    ("history entry twice", history(DUPLICATED), "entry [11] repeats entry [10] (date 2024-01-06, session midday)"),
+    (
+        "history dates backwards",
+        history(BACKWARDS),
+        "entry [21].date 2024-01-11 is before entry [20]'s date 2024-01-16",
+    ),
+    (
+        "history key twice",
+        history('[{"date": "2024-01-01", "session": "a", "draw": 1, "draw": 2}]'),
+        "entry [0] has the key 'draw' twice",
+    ),
+    ("draw a bool", history('[{"date": "2024-01-01", "session": "a", "draw": true}]'), "entry [0].draw"),
+    ("date a number", history('[{"date": 20240101, "session": "a", "draw": 1}]'), "entry [0].date must be a"),
+    ("date not a date", history('[{"date": "Monday", "session": "a", "draw": 1}]'), "'Monday' is not an ISO date"),
+    ("history a FIFO", history_at(fifo), "history is not a regular file"),
+    ("history a device", history_at(lambda _tmp: Path("/dev/zero")), "/dev/zero: history is not a regular file"),
+    ("history too big", history_at(huge), "history is 257 MiB, above the 256 MiB"),
+    ("modulus a string", data(modulus="1000"), "data: modulus: Input should be a valid integer"),
+    ("holdout a string", data(holdout_fraction="0.2"), "data: holdout_fraction"),
+    ("trials a bool", step1(trials=True), "step 1: params: trials: Input should be a valid integer; got True"),
     ("step param of wrong type", step1(trials="many"), "step 1: params: trials"),
     ("unknown step param", step1(max_seed=10), "step 1: params: max_seed: unknown key"),
     ("window floor above ceiling", step1(window_min=20), "window_min 20 is above window_max 12"),
@@ -89,11 +131,24 @@ def watcher(tmp: Path, *args: str, extra_env: dict[str, str] | None = None) -> s
                           env={**ENV, **(extra_env or {})})  # fmt: skip
 
 
+def preflight(tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "agents.commands.preflight", "check", "--state-dir", str(tmp / "state"), *args]
+    return subprocess.run(
+        argv, cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=ENV
+    )
+
+
 @pytest.mark.parametrize(("change", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_final_and_named(tmp_path: Path, change: Callable[[dict, Path], None], words: str) -> None:
+    """`watcher run`, `--dry-run` and `preflight check --step 1` go through one loader: the same exit 78 and line."""
     pipeline = prepare(tmp_path, change)
-    for extra in (["--dry-run"], []):
-        res = watcher(tmp_path, "run", "--from-step", "1", "--pipeline", str(pipeline), *extra)
+    # preflight check --step 1 too where the history is at fault: the case the one loader is there for
+    history_at_fault = any(w in words for w in ("history", "entry", "regular file"))
+    for extra in (["--dry-run"], [], None) if history_at_fault else (["--dry-run"], []):
+        if extra is None:
+            res = preflight(tmp_path, "--step", "1", "--pipeline", str(pipeline))
+        else:
+            res = watcher(tmp_path, "run", "--from-step", "1", "--pipeline", str(pipeline), *extra)
         assert res.returncode == 78, res.stdout + res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], res.stderr
@@ -102,6 +157,38 @@ def test_bad_input_is_final_and_named(tmp_path: Path, change: Callable[[dict, Pa
     if db.exists():
         with RunStore(db, readonly=True) as store:
             assert store.runs() == []
+
+
+def test_repeated_keys_and_bool_overrides_are_refused_by_name(tmp_path: Path) -> None:
+    pipeline = prepare(tmp_path, lambda spec, _tmp: None)
+    text = pipeline.read_text()
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("data:\n", "data:\n  modulus: 7\n", 1))  # data.modulus is listed further down too
+    config = (REPO / "distributed_config.json").read_text()
+    doubled = tmp_path / "doubled.json"
+    doubled.write_text(config.replace('"gpu_kind": "cpu"', '"gpu_kind": "cpu", "gpu_kind": "rocm"'))
+    for args, words in (
+        (["--pipeline", str(twice)], "duplicate key 'modulus' at line"),
+        (["--pipeline", str(pipeline), "--config", str(doubled)], "has the key 'gpu_kind' twice"),
+        (["--pipeline", str(pipeline), "--set", "1.trials=true"], "step 1: params: trials"),
+    ):
+        res = watcher(tmp_path, "run", "--from-step", "1", "--dry-run", *args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 78 and len(lines) == 1 and words in lines[0], res.stderr
+
+
+def test_a_relative_history_is_read_beside_its_pipeline_yaml(tmp_path: Path) -> None:
+    """data.history: h.json next to pipeline.yaml is found from any current directory, the right file is hashed."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "h.json").write_text(json.dumps(GOOD_HISTORY))
+    pipeline = prepare(folder, lambda spec, _tmp: spec["data"].update(history="h.json"))
+    for cwd in (REPO, tmp_path):
+        res = subprocess.run([sys.executable, "-m", "agents.cli", "--state-dir", str(tmp_path / "state"), "run",
+                              "--from-step", "1", "--dry-run", "--pipeline", str(pipeline)], cwd=cwd,
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                             env={**ENV, "PYTHONPATH": str(REPO)})  # fmt: skip
+        assert res.returncode == 0, res.stderr
 
 
 def test_from_step_after_to_step_is_a_usage_error(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ studies, the real store), asserting what each attempt actually received and what
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -40,7 +41,8 @@ NO_KEY = {k: v for k, v in os.environ.items() if k not in {"ANTHROPIC_API_KEY", 
 
 def random_history(n: int, modulus: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
-    return [{"date": f"2024-{1 + i // 60:02d}-{1 + (i // 2) % 28:02d}", "session": ("midday", "evening")[i % 2],
+    day0 = dt.date(2024, 1, 1)  # two draws a day, every (date, session) once: the loader refuses repeats
+    return [{"date": (day0 + dt.timedelta(days=i // 2)).isoformat(), "session": ("midday", "evening")[i % 2],
              "draw": rng.randrange(modulus)} for i in range(n)]  # fmt: skip
 
 

@@ -4,6 +4,7 @@ ranking's confirmation, `verify_seed` and synth all read the draws through the m
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -24,6 +25,12 @@ from pipeline.prng.workload import PrngWorkload
 
 VECTORS = json.loads((Path(__file__).parents[1] / "fixtures/mappings/vectors.json").read_text())["mappings"]
 SEED = 1234
+
+
+def entries(draws: list[int]) -> list[dict[str, object]]:
+    """History entries with one distinct date each (the loader refuses repeated or backward dates)."""
+    day0 = dt.date(2000, 1, 1)
+    return [{"date": (day0 + dt.timedelta(days=i)).isoformat(), "session": "s", "draw": d} for i, d in enumerate(draws)]
 
 
 def parse(**data: object) -> DataSpec:
@@ -54,7 +61,7 @@ def test_bad_mapping_config_is_one_line_naming_the_field(data: dict[str, object]
 
 
 def test_draw_outside_the_range_names_draw_low_and_modulus(tmp_path: Path) -> None:
-    rows = [{"date": "d", "session": "s", "draw": v} for v in (1, 1000, 0)]
+    rows = [{"date": f"2024-01-0{i + 1}", "session": "s", "draw": v} for i, v in enumerate((1, 1000, 0))]
     with pytest.raises(ConfigError) as err:
         parse_history(rows, "h.json", 1000, low=1)
     text = str(err.value)
@@ -109,7 +116,7 @@ def test_canary_and_recomputation_go_through_the_mapping() -> None:
     assert task["forward"]["mapping"] == "java_next_int"
     forward = SieveSpec.from_dict(task["forward"])  # the canary's window is its seed's nextInt draws
     assert lib.reference_score(forward, planted["seed"]) == (0, 8)
-    history = parse_history([{"date": "d", "session": "s", "draw": d} for d in draws], "h")
+    history = parse_history(entries(draws), "h")
     answer = answers.check(sealed, _worker(sealed), history, planted)
     found = {s for t in answer["tasks"] for s, *_ in t["survivors"]}
     assert found == {SEED} and all(t["tag"] != planted["tag"] for t in answer["tasks"])
@@ -134,7 +141,7 @@ def test_canary_and_recomputation_go_through_the_mapping() -> None:
 def test_scores_and_their_check_go_through_the_mapping(tmp_path: Path) -> None:
     _, draws = _mapped_data()
     path = tmp_path / "train.json"
-    path.write_text(json.dumps([{"date": "d", "session": "s", "draw": d} for d in draws]))
+    path.write_text(json.dumps(entries(draws)))
     history = parse_history(json.loads(path.read_text()), "h")
     job = {"kind": "score", "generator": "java_lcg", "modulus": 1000, "mapping": "java_next_int",
            "history_file": str(path), "first_index": 0, "survivors": [[SEED, 0, 1], [7, 0, 1]],

@@ -58,7 +58,8 @@ def test_session_filters_and_names_the_field(tmp_path: Path) -> None:
     assert select_session(whole, "both") is whole
     with pytest.raises(ConfigError, match=r"^data\.session: 'night' is not a session of .* \(it has midday, evening\)"):
         load_history(path, session="night")
-    custom = parse_history([{"date": "d", "session": s, "draw": 1} for s in ("am", "pm", "am")], "x.json")
+    rows = [("2024-01-01", "am"), ("2024-01-01", "pm"), ("2024-01-02", "am")]
+    custom = parse_history([{"date": d, "session": s, "draw": 1} for d, s in rows], "x.json")
     assert custom.session_names() == ("am", "pm") and len(select_session(custom, "am")) == 2
 
 

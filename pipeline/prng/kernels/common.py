@@ -14,7 +14,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from pipeline.prng.kernels.cache import use_project_cache
 from pipeline.prng.kernels.params import divisibility_params, fastmod_params
+
+use_project_cache()  # before any @njit(cache=True) below or in the kernel modules that import this one
 
 __all__ = ["divisibility_params", "fastmod_params"]  # re-exported for the numba paths
 
