@@ -262,7 +262,7 @@ class Call:
         logger.log(
             self._level,
             f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
-            f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
+            f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})",
         )
         return report
 
