@@ -1,9 +1,10 @@
 """A minimal coordinator for the kill -9 / resume tests: plans N chunks, runs them, prints a JSON summary.
 
-    python sched_coordinator.py DB WORKDIR N LOG [--sleep S] [--config distributed_config.json] [--step]
+    python sched_coordinator.py DB WORKDIR N LOG [--sleep S] [--config distributed_config.json] [--step] [--lock]
 
 It resumes the newest unfinished run in DB if there is one, like `watcher run --resume`; --step records a
-step row for the chunks first, as `watcher run` does (so `watcher status` shows their counts).
+step row for the chunks first, as `watcher run` does (so `watcher status` shows their counts); --lock holds DB's
+state directory lock while it runs, as `watcher run` does (so `watcher status` believes the run is alive).
 """
 
 from __future__ import annotations
@@ -45,7 +46,12 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.1)
     parser.add_argument("--config")
     parser.add_argument("--step", action="store_true")
+    parser.add_argument("--lock", action="store_true")
     args = parser.parse_args()
+    if args.lock:
+        from agents.lock import acquire_run_lock
+
+        lock = acquire_run_lock(Path(args.db).parent)  # noqa: F841 (held until this process ends, however it ends)
     config = load_config(args.config) if args.config else local_config(Path(args.workdir), {"a": 2, "b": 2})
     store = RunStore(args.db)
     previous = store.find_resumable_run()

@@ -9,6 +9,7 @@ the stream; the run must score the strategy the training draws choose, not the n
 
 from __future__ import annotations
 
+import datetime
 import random
 import sys
 import tempfile
@@ -34,7 +35,9 @@ NO_RETRY = {"limits": {"retries_per_step": 0, "total_retries": 0}}
 
 
 def records(draws: list[int]) -> list[dict[str, Any]]:
-    return [{"date": f"2024-{1 + i // 60:02d}-{1 + (i // 2) % 28:02d}", "session": SESSIONS[i % 2], "draw": d}
+    """Two sessions a day, one day after another (the history loader refuses dates that go backwards)."""
+    start = datetime.date(2024, 1, 1)
+    return [{"date": (start + datetime.timedelta(days=i // 2)).isoformat(), "session": SESSIONS[i % 2], "draw": d}
             for i, d in enumerate(draws)]  # fmt: skip
 
 

@@ -48,7 +48,7 @@ def test_status_reads_while_a_run_writes_and_a_sigkilled_writer_leaves_a_store_t
     config.write_text(local_config(tmp_path, {"a": 2, "b": 2}).model_dump_json())
     writer = subprocess.Popen(
         [sys.executable, str(CLUSTER_TESTS / "sched_coordinator.py"), str(db), str(tmp_path), str(CHUNKS),
-         str(tmp_path / "exec.log"), "--sleep", "0.1", "--config", str(config), "--step"],
+         str(tmp_path / "exec.log"), "--sleep", "0.1", "--config", str(config), "--step", "--lock"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
     )  # fmt: skip
     seen: list[int] = []
@@ -81,6 +81,7 @@ def test_status_reads_while_a_run_writes_and_a_sigkilled_writer_leaves_a_store_t
         assert len(store.chunk_results(run.id, 1)) == counts["done"]
     code, after = _status_cli(state, config)
     assert code == 3 and after["run"]["chunks"]["done"] == counts["done"]
+    assert after["run"]["status"] == "crashed", after["run"]  # the store says running; its process is gone
 
 
 def test_a_store_whose_creator_died_before_its_schema_is_not_damaged(tmp_path: Path) -> None:

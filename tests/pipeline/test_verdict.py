@@ -94,7 +94,8 @@ def test_a_variable_block_answer_is_believed_only_where_the_coordinator_agrees(w
     assert task["variable"]["offset"] == 0 and task["variable"]["strategies"] == [
         list(s) for s in PRNG_CLUSTER_STRATEGIES
     ]
-    history = parse_history([{"date": "d", "session": "s", "draw": d} for d in wandering], "h")
+    history = parse_history([{"date": f"2024-01-01T{i // 60:02d}:{i % 60:02d}", "session": "s", "draw": d}
+                             for i, d in enumerate(wandering)], "h")  # fmt: skip
     answer = answers.check(sealed, _worker(sealed), history, planted)
     (kept,) = answer["tasks"]
     assert kept["tag"] == [None, "variable"] and {r[0] for r in kept["survivors"]} == {SEED}
