@@ -1,8 +1,10 @@
 """Suite-wide guard: the tests leave no process behind.
 
-Every process the suite starts (fake rigs' sshd, workers, optuna-dashboard, chromium) works under this
-session's pytest temp directory or names it on its command line. At the end of the session any such
-process still alive is killed and the session fails, naming it, so a leak is fixed where it starts.
+Every process the suite starts (fake rigs' sshd, workers, optuna-dashboard, chromium, the local Ray clusters'
+GCS, raylets, agents and actors) works under this session's pytest temp directory: it names it on its command
+line, or its stdout or stderr is a file there (Ray's processes rename themselves, `ray::IDLE`, but log under
+the temp directory they were given). At the end of the session any such process still alive is killed and
+the session fails, naming it, so a leak is fixed where it starts.
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ def _strays(marker: str) -> list[tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if marker in cmdline:
+        if marker in cmdline or any(_logs_under(entry, fd, marker) for fd in (1, 2)):
             found.append((int(entry.name), cmdline[:200]))
     return found
+
+
+def _logs_under(entry: Path, fd: int, marker: str) -> bool:
+    try:
+        return os.readlink(entry / "fd" / str(fd)).startswith(marker)
+    except OSError:
+        return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

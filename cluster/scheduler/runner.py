@@ -6,10 +6,12 @@ stopped from any thread (`begin_stop` / `finish_stop`). Implementations:
 
 - `PerChunkRunner`: a fresh worker process for every chunk (`slot_mode: per_chunk`, the old way);
 - `cluster.scheduler.workers.WorkerRunner`: one long-lived worker per slot fed chunk after chunk, with
-  heartbeats (`slot_mode: workers`, the default).
+  heartbeats (`slot_mode: workers`, the default);
+- `cluster.scheduler.ray_runner.RayRunner`: one Ray actor per slot, pinned to the slot's node and GPU
+  (`slot_mode: ray`).
 
-slots.SlotScheduler picks one per slot from `slot_mode`; a distributed engine (e.g. actors pinned to GPUs)
-would be one more implementation, chosen there.
+slots.SlotScheduler picks one per slot from `slot_mode`. The two that keep something up between chunks are
+`PooledRunner`s: a `pool.WorkerPool` can keep them from one `run_chunks` call to the next.
 """
 
 from __future__ import annotations
@@ -74,6 +76,25 @@ class SlotRunner(ABC):
     def live(self) -> bool:
         """Whether a worker process of this slot is up right now."""
         return False
+
+
+class PooledRunner(SlotRunner):
+    """A runner whose worker stays up between chunks, so a `pool.WorkerPool` may keep it across calls."""
+
+    executor: Executor
+    hello: dict[str, Any]  # what the live worker said when it came up (its pid, for logs and tests)
+    # How the pool starts it (PR_SET_PDEATHSIG: a local worker dies with the thread that started it); a runner
+    # whose worker does not hang on a thread ignores it.
+    spawn: Any
+
+    @property
+    @abstractmethod
+    def key(self) -> tuple[Any, ...]:
+        """What the live worker was started as: a call wanting another command or environment gets a new one."""
+
+    @abstractmethod
+    def rebind(self, options: SchedulerOptions, host: SlotHost, lifetime_s: float) -> None:
+        """A new `run_chunks` call takes this runner over: its options and host from here on."""
 
 
 class PerChunkRunner(SlotRunner):

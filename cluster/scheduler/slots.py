@@ -1,7 +1,7 @@
 """The slot threads of one `run_chunks` call and the state they share under one condition variable.
 
 Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules in scheduler_policy),
-run it through the slot's `SlotRunner` (runner.py: a long-lived worker, or a process per chunk), then
+run it through the slot's `SlotRunner` (runner.py: a long-lived worker, a Ray actor, or a process per chunk), then
 record the outcome. The order inside `_failed` is the contract: log in full, store, quarantine if the GPU
 shows faults, and only then put the chunk back on the queue. The scheduler is also its runners'
 `SlotHost`; what each node allows (worker starts in flight and their stagger, live workers by memory and after
@@ -30,6 +30,7 @@ from cluster.files import installed_version
 from cluster.gpu.health import GpuHealth, HealthStatus
 from cluster.gpu.kernel_log import oom_line
 from cluster.gpu.ledger import HealthLedger
+from cluster.scheduler import ray_backend
 from cluster.scheduler.attempt import describe_failure, health_state, with_gpu_state
 from cluster.scheduler.cleanup import run_cleanups
 from cluster.scheduler.node_limits import NodeLimits
@@ -43,7 +44,9 @@ from cluster.scheduler.policy import (
     pick_next,
 )
 from cluster.scheduler.pool import WorkerPool
-from cluster.scheduler.runner import PerChunkRunner, SlotRunner, WorkerRefused, stop_runners
+from cluster.scheduler.ray_backend import Backend
+from cluster.scheduler.ray_runner import RayRunner
+from cluster.scheduler.runner import PerChunkRunner, PooledRunner, SlotRunner, WorkerRefused, stop_runners
 from cluster.scheduler.types import DISTRUST_KINDS, ChunkFailure, ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
@@ -69,7 +72,7 @@ class SlotScheduler:
         pool: WorkerPool | None = None,
     ) -> None:
         self.config = config
-        self.pool = pool if options.slot_mode == "workers" else None
+        self.pool = pool if options.slot_mode != "per_chunk" else None
         self.policy = config.scheduler
         self.sink = sink
         self.executors = executors
@@ -101,7 +104,12 @@ class SlotScheduler:
         self.fatal: BaseException | None = None
         self.halting = False
         self.closed = False  # run_chunks returned: late attempts must not touch the sink any more
-        self.version = installed_version() if options.slot_mode == "workers" else ""
+        self.version = installed_version() if options.slot_mode != "per_chunk" else ""
+        self.ray: Backend | None = None
+        self.ray_nodes: dict[str, str] = {}  # node name -> its Ray node's id (slot_mode ray)
+        if options.slot_mode == "ray":
+            self.ray = options.ray_backend or ray_backend.connect(config.ray.address)
+            self.ray_nodes = self.ray.node_ids(config)
         self.limits = NodeLimits(
             config, self.cond, smi_used=self.pool.smi_used if self.pool else None,
             oom_caps=self.pool.oom_caps if self.pool else None,
@@ -115,7 +123,12 @@ class SlotScheduler:
         if self.options.slot_mode == "per_chunk":
             return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts)
 
-        def make() -> WorkerRunner:
+        def make() -> PooledRunner:
+            if self.ray is not None:
+                return RayRunner(
+                    self.ray, executor, node, slot, node_id=self.ray_nodes.get(slot.node), options=self.options,
+                    policy=self.policy, timeouts=self.config.timeouts, host=self, version=self.version,
+                )  # fmt: skip
             return WorkerRunner(
                 executor, node, slot, options=self.options, policy=self.policy, timeouts=self.config.timeouts,
                 host=self, lifetime_s=self.options.worker_lifetime_s, version=self.version,

@@ -42,7 +42,7 @@ from cluster.scheduler.attempt import (
 )
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.policy import backoff_delay
-from cluster.scheduler.runner import SlotHost, SlotRunner, WorkerRefused
+from cluster.scheduler.runner import PooledRunner, SlotHost, WorkerRefused
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.transport.base import Executor, Session, render_command
 
@@ -74,7 +74,7 @@ def version_older(worker: str, coordinator: str) -> bool:
         return worker != coordinator
 
 
-class WorkerRunner(SlotRunner):
+class WorkerRunner(PooledRunner):
     def __init__(
         self,
         executor: Executor,

@@ -13,7 +13,7 @@ payload asks, so tests can inject faults per slot or node without the real sieve
   file_dir     also leave the survivors in a file there and name it in "survivors_file"
   bad_output / ok_false / bad_spec   answer with garbage / {"ok": false} / exit 2 with an error
   protocol_garbage   (serve mode) write a non-protocol line straight to the protocol stream
-  die_slots    "node:gpu" slots on which the serve-mode worker dies mid-chunk (os._exit(9))
+  die_slots    "node:gpu" slots on which the worker dies mid-chunk (os._exit(9); under Ray, the slot's actor)
   fake_rss     (serve mode) the resident size to report, in bytes
 
 `--serve` speaks the slot-worker protocol of pipeline.worker (hello, envelopes, frames, heartbeats, and on
@@ -116,7 +116,6 @@ def serve():
         os.environ["WATCHER_CHUNK_ID"] = str(envelope["chunk_id"])
         os.environ["WATCHER_ATTEMPT"] = str(envelope["attempt"])
         job = envelope["job"]
-        slot = os.environ.get("WATCHER_SLOT", "?:?")
         if job.get("protocol_garbage"):
             with lock:
                 proto.write("garbage on the protocol stream\n")
@@ -126,10 +125,6 @@ def serve():
         sys.stdout = captured
         state["busy"] = time.monotonic()
         try:
-            if slot in job.get("die_slots", []):
-                sys.stderr.write(f"dying on {slot}\n")
-                sys.stderr.flush()
-                os._exit(9)
             code = run_job(job)
         finally:
             sys.stdout = sys.stderr
@@ -147,6 +142,10 @@ def run_job(job):
     if job.get("log"):
         with open(job["log"], "a") as fh:
             fh.write(f"{chunk} {slot} {attempt}\n")
+    if slot in job.get("die_slots", []):
+        sys.stderr.write(f"dying on {slot}\n")
+        sys.stderr.flush()
+        os._exit(9)
     # a chunk is never instant (a real one is at least a kernel launch): without a little work, whichever
     # slot worker came up first would take every chunk and per-node fault switches would hardly fire
     time.sleep(float(job.get("sleep", 0.05)))
