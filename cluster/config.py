@@ -189,7 +189,8 @@ class HealthPolicy(_Strict):
     # Off only for clusters that are meant to run on CPU torch (e.g. test rigs); on real rigs a CPU-only
     # torch makes every job ~50x slower, so preflight fails on it.
     check_torch_devices: bool = True
-    # Nothing polls a node's GPUs (rocm-smi, sysfs) more often than this: frequent SMU queries crashed a rig.
+    # Nothing polls a node's GPUs (rocm-smi, sysfs) more often than this, whoever asks (preflight, the
+    # scheduler's failure probes, its batch cleanups, other processes): frequent SMU queries crashed a rig.
     min_probe_interval_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     # Seconds the sysfs reads of one GPU (and one rocm-smi call) may take before the GPU is suspected hung.
     probe_deadline_s: Annotated[float, Field(gt=0, le=120)] = 8.0
@@ -221,9 +222,19 @@ class SchedulerPolicy(_Strict):
     # Share of a node's memory its slot workers may use together; with the resident size a worker reports
     # after its first chunk this caps how many stay up on the node.
     worker_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
-    # Nothing the scheduler starts runs rocm-smi on a node more often than this (failure probes reuse a
-    # recent reading, batch cleanups wait); frequent SMU queries have crashed rigs.
-    rocm_smi_min_interval_s: Annotated[float, Field(ge=0)] = 10.0
+    # The largest result file a chunk may leave on its node for the coordinator to fetch (bytes); a larger
+    # one fails the attempt as invalid, with nothing copied.
+    fetch_max_bytes: Annotated[int, Field(ge=1)] = 2 << 30
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rocm_smi_min_interval_s" in data:
+            raise ValueError(
+                "rocm_smi_min_interval_s was replaced by health.min_probe_interval_s, the one pacing of every "
+                "rocm-smi call (probes, failure probes, batch cleanups); fix: move its value there"
+            )
+        return data
 
     @field_validator("slot_mode")
     @classmethod

@@ -65,8 +65,27 @@ class CommandTimeoutError(TransportError):
         self.timeout = timeout
 
 
+class FileTooLargeError(TransportError):
+    """A file fetched from a node is larger than the caller allows (`Executor.get(max_bytes=...)`); nothing
+    is written locally."""
+
+    def __init__(self, node: str, path: str, size: int, limit: int) -> None:
+        super().__init__(
+            node, f"{path} is {size} bytes or more, over the limit of {limit} bytes; nothing was copied (raise the "
+            "caller's limit, e.g. scheduler.fetch_max_bytes, or have the job write a smaller result)",
+        )  # fmt: skip
+        self.path = path
+        self.size = size
+        self.limit = limit
+
+
 class StoreError(WatcherError):
     """The run store is damaged, newer than this version, or otherwise unusable."""
+
+
+class StoreNotCreatedError(StoreError):
+    """The run store's file exists but holds no schema yet: a writer is creating it (or died doing so). A
+    reader treats it as no store; the next writer creates the schema."""
 
 
 class PreflightError(WatcherError):

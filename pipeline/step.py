@@ -149,7 +149,7 @@ class StepContext(Generic[P]):
         report = run_chunks(
             self.config,
             chunks,
-            sink=self.store.chunk_sink(self.run_id, self.number, 1),
+            sink=self.store.chunk_sink(self.run_id, self.number, self.attempt),
             executors=self.executors,
             worker_argv=work.worker_argv(),
             verify=work.check_answer,

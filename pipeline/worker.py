@@ -1,20 +1,18 @@
-"""`python -m pipeline.worker [--serve] JOBS_MODULE`: the worker protocol, one JSON job on stdin, one JSON line out.
+"""`python -m pipeline.worker [--serve] JOBS_MODULE`: the worker side of the worker protocol.
 
-The protocol knows no workload: JOBS_MODULE (named by the workload, e.g. `pipeline.prng.jobs`) holds a
-`JOBS` table from job kind to handler, and this module only reads the job, dispatches on its "kind",
-and answers. Started once per chunk on every node, so imports are deferred to the job that needs them.
-Exit codes: 0 done, 2 the job is invalid (the error names the field), 1 anything unexpected (with
-traceback). Every answer is one line: {"ok": true, "kind", ...handler fields, "torch_version",
-"worker_version", "wall_seconds"} or {"ok": false, "error", ["traceback"], "wall_seconds"}.
+The protocol itself (messages, exit codes, the version check) is `cluster.protocol`, shared with the
+coordinator; this module only runs it. It knows no workload: JOBS_MODULE (named by the workload, e.g.
+`pipeline.prng.jobs`) holds a `JOBS` table from job kind to handler, and this module reads the job,
+dispatches on its "kind", and answers. Started once per chunk on every node in one-shot mode, so imports are
+deferred to the job that needs them. Every answer is one line: {"ok": true, "kind", ...handler fields,
+"torch_version", "worker_version", "protocol", "wall_seconds"} or {"ok": false, "error", ["traceback"],
+"worker_version", "protocol", "wall_seconds"}; exit 0 done, 2 the job is invalid (the error names the field),
+1 anything unexpected (with traceback).
 
-`--serve` keeps one worker per GPU slot up (cluster/scheduler/workers.py is the other end). It says hello
-first, {"hello": true, "version", "pid", "pgid", "mem_total", "protocol": 1}, then reads one envelope per
-line, {"seq", "chunk_id", "attempt", "job"}, and answers each with one frame, {"done": seq, "exit": code,
-"stdout": what the one-shot mode would have printed, "rss"}, so both modes are judged by the same code.
-While it lives, a background thread writes {"heartbeat": true, "progress", "elapsed", "busy"} every
-WATCHER_HEARTBEAT_S seconds (handlers report progress with `report_progress`). Stray writes to fd 1 go to
-stderr; a marker line on stderr ends each job's share of it. It exits when stdin closes, mid-job too, and
-(Linux) when its parent dies.
+`--serve` keeps one worker per GPU slot up (cluster/scheduler/workers.py is the other end): a `Hello`, then
+one `Frame` per `Envelope`, heartbeats from a background thread (handlers report progress with
+`report_progress`). Stray writes to fd 1 go to stderr; a marker line on stderr ends each job's share of it.
+It exits when stdin closes, mid-job too, and (Linux) when its parent dies.
 """
 
 from __future__ import annotations
@@ -32,10 +30,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cluster.files import installed_version
+from cluster.protocol import (
+    ENV_ATTEMPT,
+    ENV_CHUNK_ID,
+    ENV_HEARTBEAT,
+    EXIT_BAD_JOB,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    PROTOCOL,
+    SERVE_FLAG,
+    STDERR_MARK,
+    Envelope,
+    Frame,
+    Heartbeat,
+    Hello,
+)
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_BAD_JOB = 0, 1, 2
-PROTOCOL = 1
-STDERR_MARK = "\x1fwatcher-done "  # + seq: the end of one job's stderr in serve mode
 _progress = 0  # work done so far in the current job, as the handler last reported it
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -121,14 +131,16 @@ def answer(argv: list[str], read_job: Callable[[], str]) -> tuple[dict[str, Any]
         else:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
             code = EXIT_UNEXPECTED
+    reply.setdefault("worker_version", worker_version())
+    reply["protocol"] = PROTOCOL
     reply["wall_seconds"] = round(time.perf_counter() - started, 6)
     return reply, code
 
 
 def main(argv: list[str] | None = None, stdin: Any = None, stdout: Any = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if "--serve" in argv:
-        return serve([a for a in argv if a != "--serve"])
+    if SERVE_FLAG in argv:
+        return serve([a for a in argv if a != SERVE_FLAG])
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     reply, code = answer(argv, stdin.read)
@@ -189,20 +201,20 @@ def serve(argv: list[str]) -> int:
     lock = threading.Lock()
     busy_since: list[float] = []
 
-    def send(message: dict[str, Any]) -> None:
-        line = json.dumps(message, separators=(",", ":")) + "\n"
+    def send(message: Hello | Heartbeat | Frame) -> None:
+        line = message.line()
         with lock:
             proto.write(line)
             proto.flush()
 
-    interval = max(0.05, float(os.environ.get("WATCHER_HEARTBEAT_S", "2") or 2))
+    interval = max(0.05, float(os.environ.get(ENV_HEARTBEAT, "2") or 2))
 
     def heartbeat() -> None:
         while True:
             time.sleep(interval)
             since = busy_since[0] if busy_since else None
             elapsed = round(time.monotonic() - since, 3) if since is not None else 0.0
-            send({"heartbeat": True, "progress": _progress, "elapsed": elapsed, "busy": since is not None})
+            send(Heartbeat(progress=_progress, elapsed=elapsed, busy=since is not None))
 
     lines: queue.Queue[bytes] = queue.Queue()
 
@@ -211,20 +223,20 @@ def serve(argv: list[str]) -> int:
             lines.put(raw)
         os._exit(0)  # stdin closed: the coordinator is done with us (or gone), even in the middle of a job
 
-    send({"hello": True, "version": worker_version(), "pid": os.getpid(), "pgid": os.getpgrp(),
-          "mem_total": memory_facts()["mem_total"], "protocol": PROTOCOL})  # fmt: skip
+    send(Hello(version=worker_version(), pid=os.getpid(), pgid=os.getpgrp(), mem_total=memory_facts()["mem_total"],
+               protocol=PROTOCOL))  # fmt: skip
     threading.Thread(target=heartbeat, daemon=True, name="heartbeat").start()
     threading.Thread(target=read_stdin, daemon=True, name="stdin").start()
     while True:
         raw = lines.get()
         try:
-            envelope = json.loads(raw)
-            seq, job = envelope["seq"], envelope["job"]
-        except (ValueError, KeyError, TypeError):
+            envelope = Envelope.model_validate_json(raw)
+        except ValueError:
             sys.stderr.write(f"pipeline.worker --serve: unreadable envelope: {raw[:200]!r}\n")
             continue
-        os.environ["WATCHER_CHUNK_ID"] = str(envelope.get("chunk_id", ""))
-        os.environ["WATCHER_ATTEMPT"] = str(envelope.get("attempt", ""))
+        seq, job = envelope.seq, envelope.job
+        os.environ[ENV_CHUNK_ID] = envelope.chunk_id
+        os.environ[ENV_ATTEMPT] = str(envelope.attempt)
         _progress = 0
         busy_since[:] = [time.monotonic()]
         captured = io.StringIO()
@@ -238,7 +250,7 @@ def serve(argv: list[str]) -> int:
         release_gpu_memory()
         sys.stderr.write(f"{STDERR_MARK}{seq}\n")
         sys.stderr.flush()
-        send({"done": seq, "exit": code, "stdout": captured.getvalue(), "rss": memory_facts()["rss"]})
+        send(Frame(done=seq, exit=code, stdout=captured.getvalue(), rss=memory_facts()["rss"]))
 
 
 if __name__ == "__main__":

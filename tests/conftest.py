@@ -2,8 +2,8 @@
 
 Every process the suite starts (fake rigs' sshd, workers, optuna-dashboard, chromium, the local Ray clusters'
 GCS, raylets, agents and actors) works under this session's pytest temp directory: it names it on its command
-line, or its stdout or stderr is a file there (Ray's processes rename themselves, `ray::IDLE`, but log under
-the temp directory they were given). At the end of the session any such process still alive is killed and
+line, or it has a file open there (Ray's processes rename themselves, `ray::IDLE`, but keep their logs open
+under the temp directory they were given). At the end of the session any such process still alive is killed and
 the session fails, naming it, so a leak is fixed where it starts.
 """
 
@@ -26,16 +26,24 @@ def _strays(marker: str) -> list[tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if marker in cmdline or any(_logs_under(entry, fd, marker) for fd in (1, 2)):
+        if marker in cmdline or _files_under(entry, marker):
             found.append((int(entry.name), cmdline[:200]))
     return found
 
 
-def _logs_under(entry: Path, fd: int, marker: str) -> bool:
+def _files_under(entry: Path, marker: str) -> bool:
+    """Whether the process has a file open under `marker` (Ray's processes keep their logs open there)."""
     try:
-        return os.readlink(entry / "fd" / str(fd)).startswith(marker)
+        fds = list((entry / "fd").iterdir())
     except OSError:
         return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(marker):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

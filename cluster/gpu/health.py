@@ -1,4 +1,6 @@
-"""GPU health values shared by the probes, preflight, the scheduler and the health ledger."""
+"""GPU health values shared by the probes, preflight, the scheduler and the health ledger, and what every GPU
+reader (rocm-smi, amd-smi, nvidia-smi, sysfs) shares: the names of the readings, how readings are graded, how
+a missing GPU is told. tests/cluster/test_gpu_reader_contract.py holds every reader to them."""
 
 from __future__ import annotations
 
@@ -60,3 +62,34 @@ def impossible_readings(readings: dict[str, float | str | None]) -> list[str]:
         if not low <= value <= high:
             out.append(f"physically impossible reading {key} = {value:g}")
     return out
+
+
+# The readings every reader gives, by these names (absent where the tool has no such value): temp_edge (the
+# GPU's main temperature sensor, C; NVIDIA's only one), temp_junction and temp_memory where the tool has them,
+# power_w (W), use_pct (%), vram_used and vram_total (bytes).
+READING_NAMES = ("temp_edge", "temp_junction", "temp_memory", "power_w", "use_pct", "vram_used", "vram_total")
+
+
+def grade(
+    node: str, index: int, evidence: list[str], readings: dict[str, float | str | None], bus: str | None,
+    max_temp_c: float, max_memory_pct: float,
+) -> GpuHealth:  # fmt: skip
+    """One GPU's verdict from what a reader found: FAULTED with any evidence (impossible readings added),
+    DEGRADED when hot or its memory nearly full, else OK."""
+    evidence = [*evidence, *impossible_readings(readings)]
+    if evidence:
+        return GpuHealth(node, index, HealthStatus.FAULTED, tuple(evidence), bus, readings)
+    status, notes = HealthStatus.OK, []
+    temps = [v for k, v in readings.items() if k.startswith("temp") and isinstance(v, float)]
+    if temps and max(temps) > max_temp_c:
+        status, notes = HealthStatus.DEGRADED, [f"temperature {max(temps):g} C above {max_temp_c:g} C"]
+    used, total = readings.get("vram_used"), readings.get("vram_total")
+    if isinstance(used, float) and isinstance(total, float) and total > 0 and used / total * 100 > max_memory_pct:
+        status = HealthStatus.DEGRADED
+        notes.append(f"VRAM {used / total:.0%} used (above {max_memory_pct:g}%)")
+    return GpuHealth(node, index, status, tuple(notes), bus, readings)
+
+
+def missing_gpu(node: str, index: int, tool: str) -> GpuHealth:
+    """A GPU the config expects that the tool does not report: the driver lost it, or its SMU hung."""
+    return GpuHealth(node, index, HealthStatus.FAULTED, (f"GPU {index} missing from {tool} output",))

@@ -1,9 +1,11 @@
 """The GPU health ledger's contract and rules: which GPUs are quarantined, and when a check changes that.
 
-The ledger itself is kept in the run store (pipeline/store/ledger.py implements `HealthLedger`); this
-module holds what every user of it shares, so preflight and the scheduler apply one set of rules. The
-ledger is also where the GPU layer keeps what must outlive one reader: each node's kernel-log cursor (and
-the lines read), every cleanup's result and each node's last probe. It is handed to whoever reads or
+The ledger is kept in the run store (pipeline/store/ledger.py implements `HealthLedger` in SQL) or, for a
+process without one, in memory (memory_ledger.py); both pass one behavioural suite
+(tests/cluster/test_ledger_contract.py). This module holds what every user of it shares, so preflight and
+the scheduler apply one set of rules. The ledger is also where the GPU layer keeps what must outlive one
+reader: each node's kernel-log cursor (and the lines read), every cleanup's result and each node's last
+probe. It is handed to whoever reads or
 writes those (`probe_node_full`, `probe_gpu`, `cleanup_node`, `run_preflight`) as a parameter; there is
 no process-wide default. The rules:
 - a GPU that reads FAULTED is quarantined (unless the config already excludes it: excluded GPUs are
@@ -83,8 +85,17 @@ class HealthLedger(Protocol):
         """Move the node's cursor and keep the trouble lines read up to it, together."""
         ...
 
+    def kernel_lines(self, node: str | None = None) -> list[dict[str, Any]]:
+        """The kept kernel lines, oldest first: {"node", "boot_id", "line", "time"} each."""
+        ...
+
     def record_cleanup(self, result: CleanupResult) -> None:
         """Keep what one run of the cleanup script on a node said."""
+        ...
+
+    def cleanup_results(self, node: str | None = None) -> list[dict[str, Any]]:
+        """The kept cleanup results, oldest first: {"node", "exit_code", "ok", "findings", "kernel",
+        "stderr_tail", "time"} each."""
         ...
 
     def last_probe(self, node: str) -> tuple[float, dict[str, Any]] | None:

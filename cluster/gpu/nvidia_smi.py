@@ -1,12 +1,14 @@
 """`nvidia-smi --query-gpu=index,temperature.gpu,power.draw,memory.used,memory.total,utilization.gpu
---format=csv,noheader` -> GpuHealth per GPU (for CUDA nodes such as the coordinator)."""
+--format=csv,noheader` -> GpuHealth per GPU (for CUDA nodes such as the coordinator), with the readings named
+as every reader names them (memory in bytes, the die temperature as temp_edge) and graded the same way."""
 
 from __future__ import annotations
 
-from cluster.gpu.health import GpuHealth, HealthStatus
+from cluster.gpu.health import GpuHealth, grade, missing_gpu
 
 QUERY = "index,temperature.gpu,power.draw,memory.used,memory.total,utilization.gpu"
 BAD_TOKENS = ("[GPU requires reset]", "[Unknown Error]", "ERR!", "[Not Supported]")
+MIB = float(1 << 20)
 
 
 def _number(text: str) -> float | None:
@@ -27,18 +29,15 @@ def parse_nvidia_csv(
             continue
         index = int(cells[0])
         temp, power, used, total, util = (_number(c) for c in cells[1:6])
-        readings = {"temp_c": temp, "power_w": power, "vram_used_mib": used, "vram_total_mib": total, "use_pct": util}
+        readings: dict[str, float | str | None] = {
+            "temp_edge": temp, "power_w": power, "use_pct": util,
+            "vram_used": None if used is None else used * MIB, "vram_total": None if total is None else total * MIB,
+        }  # fmt: skip
         evidence = [f"{c!r} in nvidia-smi row" for c in cells if any(b in c for b in BAD_TOKENS)]
         if temp is None or util is None:
             evidence.append(f"unreadable temperature/utilisation: {line.strip()}")
-        status = HealthStatus.FAULTED if evidence else HealthStatus.OK
-        if status is HealthStatus.OK:
-            if temp is not None and temp > max_temp_c:
-                status, evidence = HealthStatus.DEGRADED, [f"temperature {temp:g} C above {max_temp_c:g} C"]
-            elif used is not None and total and used / total * 100 > max_memory_pct:
-                status, evidence = HealthStatus.DEGRADED, [f"memory {used / total:.0%} used"]
-        seen[index] = GpuHealth(node, index, status, tuple(evidence), None, readings)
+        seen[index] = grade(node, index, evidence, readings, None, max_temp_c, max_memory_pct)
     for index in range(gpu_count):
         if index not in seen:
-            seen[index] = GpuHealth(node, index, HealthStatus.FAULTED, ("GPU missing from nvidia-smi output",))
+            seen[index] = missing_gpu(node, index, "nvidia-smi")
     return [seen[i] for i in sorted(seen)]

@@ -1,5 +1,6 @@
-"""Gather GPU health from a node: one rocm-smi (or nvidia-smi) call for all its GPUs, the amdgpu sysfs
-read per GPU under a deadline (cluster/gpu/sysfs.py), and the kernel log lines new since the last check.
+"""Gather GPU health from a node: one rocm-smi call for all its GPUs (amd-smi where rocm-smi is absent,
+nvidia-smi on CUDA nodes), the amdgpu sysfs read per GPU under a deadline (cluster/gpu/sysfs.py), and the
+kernel log lines new since the last check.
 
 Gentle on purpose: hammering a sick SMU with rocm-smi polling crashed a rig before, so a check asks once
 per node, never once per GPU, and a node is not probed again within `health.min_probe_interval_s` (the
@@ -29,6 +30,10 @@ from typing import Any
 
 from cluster.config import HealthPolicy, NodeConfig
 from cluster.errors import CommandTimeoutError, TransportError
+from cluster.gpu.amd_smi import LIST_COMMAND as AMD_LIST
+from cluster.gpu.amd_smi import METRIC_COMMAND as AMD_METRIC
+from cluster.gpu.amd_smi import SPLIT as AMD_SPLIT
+from cluster.gpu.amd_smi import parse_amd_smi
 from cluster.gpu.health import GpuHealth, HealthStatus, worst
 from cluster.gpu.kernel_log import (
     KernelFault,
@@ -96,7 +101,7 @@ def _key(node: NodeConfig) -> str:
     return f"{node.name}@{node.host}:{node.port}"
 
 
-def _kept_reading(ledger: HealthLedger, node: NodeConfig, interval_s: float) -> NodeProbe | None:
+def kept_reading(ledger: HealthLedger, node: NodeConfig, interval_s: float) -> NodeProbe | None:
     """The node's last reading, when some process took it less than `interval_s` ago."""
     last = ledger.last_probe(node.name)
     if last is None:
@@ -124,7 +129,7 @@ def probe_node_full(
     if node.gpu_kind == "cpu":
         return _probe(executor, node, policy, None, None)
     if ledger is not None and policy.min_probe_interval_s > 0:
-        kept = _kept_reading(ledger, node, policy.min_probe_interval_s)
+        kept = kept_reading(ledger, node, policy.min_probe_interval_s)
         if kept is not None:
             return kept
     result = _probe(executor, node, policy, ledger, recent_s)
@@ -163,21 +168,38 @@ def _probe(
         warnings.append(f"sysfs probe under {node.sysfs_root} gave no answer within {deadline + 5:g} s")
     smi_hung = False
     try:
-        res = executor.run(shlex.join(JSON_COMMAND), timeout=deadline)
-        if res.exit_code == 127 and not res.stdout:
-            raise TransportError(node.name, "rocm-smi not found on the node's PATH (install rocm-smi)")
-        if res.exit_code == 124 and not res.stdout.strip():
-            raise CommandTimeoutError(node.name, "rocm-smi", deadline)
-        gpus = parse_rocm_json(node.name, res.stdout, res.stderr, count, max_temp_c=policy.max_temp_c,
-                               max_memory_pct=policy.max_memory_use_pct)  # fmt: skip
-    except CommandTimeoutError:
+        gpus = _read_smi(executor, node, policy)
+    except CommandTimeoutError as err:
         smi_hung = True
-        warnings.append(f"rocm-smi hung: no answer within {deadline:g} s (a GPU whose SMU stopped answering blocks it)")
+        tool = "amd-smi" if "amd-smi" in err.command else "rocm-smi"
+        warnings.append(f"{tool} hung: no answer within {deadline:g} s (a GPU whose SMU stopped answering blocks it)")
         gpus = [GpuHealth(node.name, i, HealthStatus.OK) for i in range(count)]
     gpus = _merge_sysfs(node, gpus, sysfs_records, smi_hung)
     kernel_new, kernel_node = _kernel(executor, node, ledger, recent_s, warnings, kfd_buses)
     gpus = apply_kernel_faults(gpus, kernel_new)
     return NodeProbe(node.name, gpus, warnings, kernel_node)
+
+
+def _read_smi(executor: Executor, node: NodeConfig, policy: HealthPolicy) -> list[GpuHealth]:
+    """One call of rocm-smi for every GPU of the node, or, where rocm-smi is absent (ROCm 7), of amd-smi
+    (`list` and `metric` in one command). Raises CommandTimeoutError naming the tool when it hangs."""
+    deadline, count = policy.probe_deadline_s, node.gpu_count or 0
+    res = executor.run(shlex.join(JSON_COMMAND), timeout=deadline)
+    if res.exit_code == 124 and not res.stdout.strip():
+        raise CommandTimeoutError(node.name, "rocm-smi", deadline)
+    if not (res.exit_code == 127 and not res.stdout):
+        return parse_rocm_json(node.name, res.stdout, res.stderr, count, max_temp_c=policy.max_temp_c,
+                               max_memory_pct=policy.max_memory_use_pct)  # fmt: skip
+    both = f"{shlex.join(AMD_LIST)} && echo {shlex.quote(AMD_SPLIT)} && {shlex.join(AMD_METRIC)}"
+    res = executor.run(both, timeout=deadline)
+    if res.exit_code == 127 and not res.stdout:
+        raise TransportError(node.name, "neither rocm-smi nor amd-smi is on the node's PATH (install rocm-smi or "
+                                        "amd-smi-lib)")  # fmt: skip
+    if res.exit_code == 124 and AMD_SPLIT not in res.stdout:
+        raise CommandTimeoutError(node.name, "amd-smi", deadline)
+    listed, _, metric = res.stdout.partition(AMD_SPLIT)
+    return parse_amd_smi(node.name, listed, metric, count, max_temp_c=policy.max_temp_c,
+                         max_memory_pct=policy.max_memory_use_pct)  # fmt: skip
 
 
 def _merge_sysfs(node: NodeConfig, gpus: list[GpuHealth], records: list[dict], smi_hung: bool) -> list[GpuHealth]:

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from cluster.gpu.health import GpuHealth, HealthStatus, impossible_readings, worst
+from cluster.gpu.health import GpuHealth, HealthStatus, grade, missing_gpu, worst
 from cluster.gpu.kernel_log import KernelFault, normalise_bus
 
 ALL_ONES = re.compile(r"^(?:4294967295(?:\.0+)?|4294\.967295|0x[fF]{8}|-1)$")
@@ -36,24 +36,6 @@ def _all_ones(value: object) -> bool:
     return bool(ALL_ONES.match(_strip_unit(str(value))))
 
 
-def _grade(
-    node: str, index: int, evidence: list[str], readings: dict[str, float | str | None], bus: str | None,
-    max_temp_c: float, max_memory_pct: float,
-) -> GpuHealth:  # fmt: skip
-    evidence = [*evidence, *impossible_readings(readings)]
-    if evidence:
-        return GpuHealth(node, index, HealthStatus.FAULTED, tuple(evidence), bus, readings)
-    status, notes = HealthStatus.OK, []
-    temps = [v for k, v in readings.items() if k.startswith("temp") and isinstance(v, float)]
-    if temps and max(temps) > max_temp_c:
-        status, notes = HealthStatus.DEGRADED, [f"temperature {max(temps):g} C above {max_temp_c:g} C"]
-    used, total = readings.get("vram_used"), readings.get("vram_total")
-    if isinstance(used, float) and isinstance(total, float) and total > 0 and used / total * 100 > max_memory_pct:
-        status = HealthStatus.DEGRADED
-        notes.append(f"VRAM {used / total:.0%} used (above {max_memory_pct:g}%)")
-    return GpuHealth(node, index, status, tuple(notes), bus, readings)
-
-
 def parse_rocm_json(
     node: str,
     stdout: str,
@@ -75,8 +57,8 @@ def parse_rocm_json(
     for index in indices if indices is not None else range(gpu_count):
         card = data.get(f"card{index}")
         if not isinstance(card, dict):
-            reason = "rocm-smi printed no JSON" if not data else f"card{index} missing from rocm-smi JSON"
-            out.append(GpuHealth(node, index, HealthStatus.FAULTED, (reason,)))
+            out.append(missing_gpu(node, index, "rocm-smi's JSON") if data else
+                       GpuHealth(node, index, HealthStatus.FAULTED, ("rocm-smi printed no JSON",)))  # fmt: skip
             continue
         evidence: list[str] = []
         readings: dict[str, float | str | None] = {}
@@ -102,7 +84,7 @@ def parse_rocm_json(
         if monitor_errors and any(str(v) == "N/A" for k, v in card.items() if k == USE_KEY):
             evidence.append(f"stderr: {MONITOR_ERROR} (x{monitor_errors})")
         bus = normalise_bus(str(card["PCI Bus"])) if "PCI Bus" in card else None
-        out.append(_grade(node, index, evidence, readings, bus, max_temp_c, max_memory_pct))
+        out.append(grade(node, index, evidence, readings, bus, max_temp_c, max_memory_pct))
     return out
 
 
@@ -134,10 +116,10 @@ def parse_concise(
             evidence.append(f"stderr: {MONITOR_ERROR} (x{monitor_errors})")
         readings: dict[str, float | str | None] = {"temp_edge": _float(temp or ""), "power_w": _float(power or ""),
                                                    "use_pct": _float(use), "perf": perf}  # fmt: skip
-        out[index] = _grade(node, index, evidence, readings, None, max_temp_c, 100.0)
+        out[index] = grade(node, index, evidence, readings, None, max_temp_c, 100.0)
     if gpu_count is not None:
         for index in range(gpu_count):
-            out.setdefault(index, GpuHealth(node, index, HealthStatus.FAULTED, ("GPU missing from rocm-smi table",)))
+            out.setdefault(index, missing_gpu(node, index, "the rocm-smi table"))
     return [out[i] for i in sorted(out)]
 
 

@@ -1,5 +1,6 @@
-"""One attempt of one chunk on one slot: build the command and environment, run the worker, and turn
-whatever happened into either a validated result or a `ChunkFailure` carrying the full evidence.
+"""What every slot runner shares about one attempt of one chunk: the worker's command and environment, and
+`judge`, which turns what the worker returned into either a validated result or a `ChunkFailure` carrying
+the full evidence, the same way for every runner.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from cluster.config import NodeConfig
-from cluster.errors import CommandTimeoutError, TransportError
+from cluster.errors import FileTooLargeError, TransportError
 from cluster.gpu.health import GpuHealth
+from cluster.protocol import ENV_SLOT, EXIT_BAD_JOB
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.types import AnswerRejected, ChunkFailure, ChunkSpec, Slot
-from cluster.transport.base import Executor, render_command
+from cluster.transport.base import Executor
 
 STDERR_TAIL_LINES = 40
-BAD_SPEC_EXIT = 2  # the worker's "your job spec is wrong" exit code
 
 
 def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
@@ -33,7 +34,7 @@ def slot_env(node: NodeConfig, gpu: int) -> dict[str, str]:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     else:
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WATCHER_THREADS": "1"})
-    env["WATCHER_SLOT"] = f"{node.name}:{gpu}"
+    env[ENV_SLOT] = f"{node.name}:{gpu}"
     return env
 
 
@@ -55,18 +56,17 @@ def parse_worker_output(stdout: str) -> dict[str, Any]:
     return value
 
 
-def fetch_files(
-    executor: Executor, answer: dict[str, Any], fetch_dir: Path | None, fetch_keys: Sequence[str], chunk_id: str
-) -> None:
+def fetch_files(executor: Executor, answer: dict[str, Any], options: SchedulerOptions, chunk_id: str) -> None:
     """Bring result files the worker left on the node (large results) to the coordinator, and point the
-    result at the local copy; the node's path is kept as `<key>_remote`."""
-    if fetch_dir is None:
+    result at the local copy; the node's path is kept as `<key>_remote`. Raises FileTooLargeError past the
+    caller's limit."""
+    if options.fetch_dir is None:
         return
-    for key in fetch_keys:
+    for key in options.fetch_keys:
         remote = answer.get(key)
         if isinstance(remote, str) and remote:
-            local = Path(fetch_dir) / f"{chunk_id}-{key}.json"
-            executor.get(remote, local)
+            local = Path(options.fetch_dir) / f"{chunk_id}-{key}.json"
+            executor.get(remote, local, max_bytes=options.fetch_max_bytes)
             answer[f"{key}_remote"] = remote
             answer[key] = str(local)
 
@@ -100,35 +100,6 @@ def chunk_failure_factory(chunk: ChunkSpec, attempt: int, slot: Slot, command: s
     return failure
 
 
-def run_attempt(
-    executor: Executor,
-    node: NodeConfig,
-    slot: Slot,
-    chunk: ChunkSpec,
-    attempt: int,
-    *,
-    options: SchedulerOptions,
-    timeout: float,
-) -> dict[str, Any] | ChunkFailure:
-    """Run the worker once; returns the validated result, or the failure (never raises for chunk faults)."""
-    argv = worker_command(node, options.worker_argv)
-    command = render_command(argv)
-    env = {**slot_env(node, slot.gpu), "WATCHER_CHUNK_ID": chunk.chunk_id, "WATCHER_ATTEMPT": str(attempt)}
-    stdin = json.dumps(chunk.payload)
-    failure = chunk_failure_factory(chunk, attempt, slot, command)
-    try:
-        res = executor.run(argv, stdin=stdin, env=env, timeout=timeout)
-    except CommandTimeoutError as err:
-        return failure("timeout", str(err), traceback=traceback.format_exc())
-    except TransportError as err:
-        cause = f" (cause: {err.cause!r})" if err.cause is not None else ""
-        return failure("transport", f"{err}{cause}", traceback=traceback.format_exc())
-    return judge(
-        executor, chunk, res.exit_code, res.stdout, res.tail("stderr", STDERR_TAIL_LINES), options=options,
-        failure=failure,
-    )  # fmt: skip
-
-
 def judge(
     executor: Executor,
     chunk: ChunkSpec,
@@ -140,10 +111,8 @@ def judge(
     failure: Callable[..., ChunkFailure],
 ) -> dict[str, Any] | ChunkFailure:
     """What a finished worker's exit code, stdout and stderr tail amount to: the validated result (files
-    fetched) or the failure. Both slot modes judge through here, so their records are the same. The tail
+    fetched) or the failure. Every slot runner judges through here, so their records are the same. The tail
     may be given as a function: it is then read only when a failure needs it."""
-    validate = options.validate
-    res_exit = exit_code
     read_tail = stderr_tail if callable(stderr_tail) else (lambda: stderr_tail)
     try:
         answer: dict[str, Any] | None = parse_worker_output(stdout)
@@ -158,31 +127,41 @@ def judge(
             text = f"{text}\n[worker traceback]\n{worker_tb}".strip()
         return text
 
-    if res_exit != 0:
+    if exit_code != 0:
         said = f": {answer.get('error')}" if answer and answer.get("error") else ""
-        kind = "bad_spec" if res_exit == BAD_SPEC_EXIT and answer is not None else "exit"
-        return failure(kind, f"worker exited with code {res_exit}{said}", exit_code=res_exit, stderr_tail=tail())
+        kind = "bad_spec" if exit_code == EXIT_BAD_JOB and answer is not None else "exit"
+        return failure(kind, f"worker exited with code {exit_code}{said}", exit_code=exit_code, stderr_tail=tail())
     if answer is None:
         return failure("invalid", f"unreadable worker output: {parse_error}", exit_code=0, stderr_tail=tail())
     if answer.get("ok") is not True:
         return failure(
             "worker_error", f"worker reported failure: {answer.get('error', answer)}", exit_code=0, stderr_tail=tail()
         )
+    return _accept(executor, chunk, answer, options=options, failure=failure, tail=tail)
+
+
+def _accept(
+    executor: Executor,
+    chunk: ChunkSpec,
+    answer: dict[str, Any],
+    *,
+    options: SchedulerOptions,
+    failure: Callable[..., ChunkFailure],
+    tail: Callable[[], str],
+) -> dict[str, Any] | ChunkFailure:
+    """An answer the worker says is good: its files fetched, then the caller's validation and trust check."""
     try:
-        fetch_files(executor, answer, options.fetch_dir, options.fetch_keys, chunk.chunk_id)
+        fetch_files(executor, answer, options, chunk.chunk_id)
+    except FileTooLargeError as err:  # the same file on any node: the job's answer, not the link, is at fault
+        return failure("invalid", f"result file refused: {err}", exit_code=0, stderr_tail=tail())
     except (OSError, TransportError) as err:
         return failure("transport", f"cannot fetch result file: {err}", exit_code=0, traceback=traceback.format_exc())
-    if validate is not None:
+    if options.validate is not None:
         try:
-            validate(answer)
+            options.validate(answer)
         except Exception as err:  # a validator may raise anything; the chunk is simply not done
-            return failure(
-                "invalid",
-                f"result failed validation: {err}",
-                exit_code=0,
-                stderr_tail=tail(),
-                traceback=traceback.format_exc(),
-            )
+            return failure("invalid", f"result failed validation: {err}", exit_code=0, stderr_tail=tail(),
+                           traceback=traceback.format_exc())  # fmt: skip
     if options.verify is not None:
         try:
             options.verify(chunk.payload, answer)

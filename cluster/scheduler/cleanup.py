@@ -1,14 +1,18 @@
-"""GPU cleanup between batches: which function to call, and running it on several nodes at once.
+"""GPU cleanup between batches: which function to call, when a node's cleanup is due (`CleanupPacer`), and
+running it on several nodes at once.
 
 The cleanup itself (scripts/cleanup_gpus.sh through cluster/gpu/cleanup.py) belongs to the GPU layer;
-the scheduler only decides when. A failed cleanup is logged, never fatal: the next chunk's own result
-and the health probes decide whether the GPU is still fit.
+the scheduler only decides when: a node that ran chunks is due after every `cleanup_batch_size` completed
+chunks (counted across the calls of a worker pool), once rocm-smi may run there again, and owes one at the
+end of the call. The pacer holds all of that; `SlotScheduler.clean` is the one place a call runs cleanups
+(and a pool's close the one place an owed one runs). A failed cleanup is logged, never fatal: the next
+chunk's own result and the health probes decide whether the GPU is still fit.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from loguru import logger
@@ -60,3 +64,46 @@ def run_cleanups(cleanup: CleanupFn | None, executors: Mapping[str, Executor]) -
     for thread in threads:
         thread.join()
     return found
+
+
+class CleanupPacer:
+    """Which nodes owe a GPU cleanup in one call (under the scheduler's lock). took_part: nodes that ran chunks
+    since their last cleanup (from the pool across calls); completed_before: chunks completed through the
+    pool before this call, so batches count across calls."""
+
+    def __init__(
+        self, cleanup: CleanupFn | None, batch: int, completed_before: int = 0, took_part: Iterable[str] = ()
+    ) -> None:
+        self.cleanup = cleanup
+        self.batch = batch
+        self.completed_before = completed_before
+        self.took_part: set[str] = set(took_part)
+        self.due: set[str] = set()
+        self.cleaning: set[str] = set()
+
+    def ran_chunk(self, node: str) -> None:
+        self.took_part.add(node)
+
+    def completed(self, completed: int, tripped: Iterable[str], smi_free: Callable[[str], bool]) -> None:
+        """A chunk completed (`completed` in this call): at a batch boundary, every node that took part and may
+        run rocm-smi now comes due."""
+        if self.cleanup is None or (self.completed_before + completed) % self.batch:
+            return
+        due = {node for node in self.took_part - set(tripped) if smi_free(node)}
+        self.due |= due
+        self.took_part -= due
+
+    def claim(self, node: str, inflight: int) -> bool:
+        """True: the asking slot runs `node`'s cleanup now (it is due, nothing runs there, nobody cleans it)."""
+        if node in self.due and inflight == 0 and node not in self.cleaning:
+            self.cleaning.add(node)
+            return True
+        return False
+
+    def finished(self, node: str) -> None:
+        self.cleaning.discard(node)
+        self.due.discard(node)
+
+    def owed(self, tripped: Iterable[str]) -> set[str]:
+        """Nodes that ran chunks since their last cleanup, or came due, and are still in the call."""
+        return (self.took_part | self.due) - set(tripped)

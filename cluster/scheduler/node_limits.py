@@ -1,6 +1,8 @@
 """What each node allows at the moment, within one `run_chunks` call: worker starts in flight and how far apart,
 how many slot workers may be up together (the memory estimate, lowered for good by an OOM kill), and whether
-rocm-smi may run there now (failure probes and batch cleanups share one `rocm_smi_min_interval_s`).
+rocm-smi may run there now: failure probes and batch cleanups are paced by `health.min_probe_interval_s`, the
+one setting every rocm-smi call obeys; within it a failure gets the node's last reading from the health
+ledger (the one cache of readings), or none.
 
 Kept apart from the slot threads' chunk bookkeeping (slots.py) because these are per-node limits with their own
 rules, but they share the scheduler's condition variable: a start waits on it, and the slot threads re-check the
@@ -17,6 +19,8 @@ from loguru import logger
 
 from cluster.config import ClusterConfig
 from cluster.gpu.health import GpuHealth
+from cluster.gpu.ledger import HealthLedger
+from cluster.gpu.probe import kept_reading
 from cluster.scheduler.options import Probe
 from cluster.scheduler.policy import worker_cap
 from cluster.scheduler.types import Slot
@@ -52,7 +56,6 @@ class NodeLimits:
         # node -> workers allowed since the OOM killer took one there (the memory estimate never raises it again)
         self.oom_caps: dict[str, int] = dict(oom_caps or {})
         self.worker_caps: dict[str, int] = dict(self.oom_caps)
-        self.probe_cache: dict[Slot, GpuHealth] = {}
 
     # --- worker starts ------------------------------------------------------------------------------
     def start_turn(self, slot: Slot, stopped: Callable[[], bool]) -> bool:
@@ -125,25 +128,23 @@ class NodeLimits:
         if self.config.node(node).gpu_kind != "rocm":
             return True
         last = self.smi_used.get(node)
-        return last is None or now - last >= self.policy.rocm_smi_min_interval_s
+        return last is None or now - last >= self.config.health.min_probe_interval_s
 
     def smi_running(self, node: str) -> None:
         """rocm-smi is about to run on `node` (a batch cleanup)."""
         with self.cond:
             self.smi_used[node] = time.monotonic()
 
-    def probe(self, slot: Slot, probe: Probe, executor: Executor) -> GpuHealth | None:
-        """A fresh look at the slot's GPU, or, within rocm_smi_min_interval_s of the node's last rocm-smi, the
-        reading taken then (None if that reading did not cover this GPU)."""
+    def probe(self, slot: Slot, probe: Probe, executor: Executor, ledger: HealthLedger | None) -> GpuHealth | None:
+        """A fresh look at the slot's GPU, or, within min_probe_interval_s of the node's last rocm-smi, the
+        ledger's reading of it taken then (None without a ledger, or if that reading is older)."""
         with self.cond:
             now = time.monotonic()
             fresh = self.smi_free_locked(slot.node, now)
             if fresh:
                 self.smi_used[slot.node] = now
-            cached = self.probe_cache.get(slot)
-        if not fresh:
-            return cached
-        health = probe(executor, slot.gpu)
-        with self.cond:
-            self.probe_cache[slot] = health
-        return health
+        if fresh:
+            return probe(executor, slot.gpu)
+        node = self.config.node(slot.node)
+        kept = kept_reading(ledger, node, self.config.health.min_probe_interval_s) if ledger is not None else None
+        return next((g for g in kept.gpus if g.index == slot.gpu), None) if kept is not None else None

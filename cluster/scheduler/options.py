@@ -29,12 +29,13 @@ class SchedulerOptions:
     ledger: where quarantine is kept (None: this call only);
     probe: a fresh look at a GPU after a failure (None: no probe); cleanup: run on a node after each batch
     (None: no cleanup); min_slots: fewer live slots than this fails the call; fetch_dir / fetch_keys: result
-    fields naming a file on the node, copied to fetch_dir; progress_key / progress_unit: the result field
-    summed for the progress rate, and its unit; label: names the call in logs and errors; slot_mode: "workers"
-    (one long-lived worker per slot), "per_chunk" (a process per chunk) or "ray" (a Ray actor per slot);
+    fields naming a file on the node, copied to fetch_dir (streamed to disk; a file over fetch_max_bytes fails
+    the attempt as invalid); progress_key / progress_unit: the result field summed for the progress rate, and
+    its unit; label: names the call in logs and errors; slot_mode: "workers" (one long-lived worker per slot),
+    "per_chunk" (a process per chunk) or "ray" (the slot worker kept by a Ray actor on its node);
     worker_lifetime_s: the remote `timeout` of a slot worker (the call's deadline; a worker is replaced between
-    chunks before it runs out); ray_backend: a `ray_backend.Backend` for slot_mode "ray" (None: join the cluster
-    at the config's ray.address)."""
+    chunks before it runs out); ray_backend: a `ray_backend.Backend` for slot_mode "ray" (None: join the
+    cluster at the config's ray.address)."""
 
     worker_argv: Sequence[str]
     min_slots: int = 1
@@ -45,6 +46,7 @@ class SchedulerOptions:
     cleanup: CleanupFn | None = None
     fetch_dir: Path | None = None
     fetch_keys: tuple[str, ...] = ()
+    fetch_max_bytes: int | None = 2 << 30
     progress_key: str | None = None
     progress_unit: str = "items"
     label: str = "chunks"

@@ -57,7 +57,7 @@ class WorkerPool:
         # carried from one call to the next (see the module docstring)
         self.took_part: set[str] = set()  # nodes that ran chunks since their last GPU cleanup
         self.completed = 0  # chunks completed through the pool: batch cleanups count across calls
-        self.smi_used: dict[str, float] = {}  # node -> when rocm-smi last ran there (rocm_smi_min_interval_s)
+        self.smi_used: dict[str, float] = {}  # node -> when rocm-smi last ran there (health.min_probe_interval_s)
         self.oom_caps: dict[str, int] = {}  # node -> slot workers allowed there since the OOM killer took one
         self.starts = 0  # worker processes started through the pool (what reuse saves shows here)
         self._cleanup: tuple[CleanupFn, Mapping[str, Executor], HealthLedger | None] | None = None
@@ -130,7 +130,7 @@ class WorkerPool:
     def live_pids(self) -> dict[Slot, Any]:
         """The pid each live worker gave in its hello (for logs and tests)."""
         with self._lock:
-            return {s: r.hello.get("pid") for s, r in self.runners.items() if r.live}
+            return {s: r.hello.pid if r.hello is not None else None for s, r in self.runners.items() if r.live}
 
     # --- the end -------------------------------------------------------------------------------------
     def close(self, cleanup: bool = True, wait: float = 2.0) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import Any
 
 from loguru import logger
@@ -38,8 +37,8 @@ class Backend(ABC):
         """Whether the Ray node is still a live member of the cluster."""
 
     @abstractmethod
-    def create(self, node_id: str, name: str, argv: Sequence[str], env: dict[str, str], workdir: str) -> Any:
-        """A slot actor placed on exactly that node (never elsewhere), running `SlotActor(argv, env, workdir)`."""
+    def create(self, node_id: str, name: str, *args: Any) -> Any:
+        """A slot actor placed on exactly that node (never elsewhere): `ray_actor.SlotActor(*args)` there."""
 
     @abstractmethod
     def call(self, actor: Any, method: str, *args: Any) -> Any:
@@ -86,7 +85,7 @@ class RayBackend(Backend):
     def alive(self, node_id: str) -> bool:
         return any(n.get("NodeID") == node_id and n.get("Alive") for n in self.ray.nodes())
 
-    def create(self, node_id: str, name: str, argv: Sequence[str], env: dict[str, str], workdir: str) -> Any:
+    def create(self, node_id: str, name: str, *args: Any) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if self._actor_class is None:
@@ -94,12 +93,12 @@ class RayBackend(Backend):
         return self._actor_class.options(
             name=name,
             num_cpus=0,  # the slot count is watcher's: Ray reserves nothing and so never refuses a slot's actor
-            num_gpus=0,  # Ray then leaves the slot's HIP/CUDA_VISIBLE_DEVICES as the actor sets them
-            max_concurrency=2,  # a chunk and the pings that tell a busy actor from a hung one
+            num_gpus=0,  # Ray sets no HIP/CUDA_VISIBLE_DEVICES: the slot worker gets the slot's own
+            max_concurrency=2,  # a chunk, and the pings or the stop that come while it runs
             max_restarts=0,  # a dead actor is a failed chunk, retried by the scheduler's policy, not by Ray
             max_task_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-        ).remote(list(argv), env, workdir)
+        ).remote(*args)
 
     def call(self, actor: Any, method: str, *args: Any) -> Any:
         return getattr(actor, method).remote(*args)

@@ -11,11 +11,12 @@ the call either returns every result or raises: partial results are never passed
 Resume: chunks the sink already has a result for are not run again (`report.resumed` counts them).
 
 Slots run chunks through long-lived slot workers by default (`slot_mode="workers"`: one worker process per
-slot, heartbeats, restarts; see workers.py), one process per chunk (`slot_mode="per_chunk"`) or one Ray actor
-per slot (`slot_mode="ray"`, see ray_runner.py); the keyword overrides the config's `scheduler.slot_mode`.
-Every worker is stopped before the call returns or raises, Ctrl-C included, unless the caller passes a
-`pool.WorkerPool`: then a call that returns leaves its healthy slots' workers up for the next call with the same
-pool (their GPU cleanup is owed to the pool's close), and a call that raises still stops them all.
+slot, heartbeats, restarts; see workers.py), one process per chunk (`slot_mode="per_chunk"`), or slot workers
+kept by a Ray actor on each slot's node (`slot_mode="ray"`, see ray_runner.py); the keyword overrides the
+config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
+raises, Ctrl-C included, unless the caller passes a `pool.WorkerPool`: then a call that returns leaves its
+healthy slots' workers up for the next call with the same pool (their GPU cleanup is owed to the pool's
+close), and a call that raises still stops them all.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from loguru import logger
 from cluster.config import ClusterConfig
 from cluster.errors import HaltRequested, SchedulingError
 from cluster.gpu.ledger import HealthLedger
-from cluster.scheduler.cleanup import resolve_cleanup, run_cleanups
+from cluster.scheduler.cleanup import resolve_cleanup
 from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Validator, Verifier
 from cluster.scheduler.policy import select_slots
 from cluster.scheduler.pool import WorkerPool
@@ -86,166 +87,170 @@ def run_chunks(
     halt_check: polled twice a second; progress: rich bar (True), log lines (False), by TTY (None); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
     config's health.min_healthy_gpus, at least 1; slot_mode: "workers", "per_chunk" or "ray" (default: the
-    config's scheduler.slot_mode); pool: an open WorkerPool whose live workers (or Ray actors) this call reuses and
-    leaves up (not per_chunk; see pool.py; None: this call's workers are its own); ray_backend: how slot_mode "ray"
+    config's scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up
+    (workers and ray; see pool.py; None: this call's workers are its own); ray_backend: how slot_mode "ray"
     reaches Ray (None: this process joins the cluster at the config's ray.address). The rest is described on
     SchedulerOptions.
     The error raised carries `.report`.
     """
     started = time.monotonic()
+    todo, report = _plan(chunks, sink, label)
+    if not todo:
+        report.seconds = time.monotonic() - started
+        return report
+    slots = _initial_slots(config, executors, ledger)
+    options = _options(
+        config, slots, len(todo), worker_argv=tuple(worker_argv), min_slots=min_slots, slot_mode=slot_mode,
+        validate=validate, verify=verify, ledger=ledger, probe=_resolve_probe(probe, ledger, config),
+        cleanup=resolve_cleanup(cleanup, config, ledger), fetch_dir=fetch_dir, fetch_keys=tuple(fetch_keys),
+        progress_key=progress_key, progress_unit=progress_unit, label=label, ray_backend=ray_backend,
+    )  # fmt: skip
+    if options.slot_mode == "per_chunk":
+        pool = None  # a process per chunk: nothing to keep between calls
+    call = Call(config, sink, executors, options, pool, halt_check, progress)
+    with pool.call(slots) if pool is not None else contextlib.nullcontext():
+        return call.run(todo, slots, report, started)
+
+
+def _plan(chunks: Sequence[ChunkSpec], sink: ChunkSink, label: str) -> tuple[list[ChunkSpec], ScheduleReport]:
+    """Register the chunks with the sink; (the ones still to run, a report holding the stored results)."""
     unique = list({c.chunk_id: c for c in chunks}.values())
     sink.chunks_planned(unique)
     stored = sink.completed_results()
     wanted = {c.chunk_id for c in unique}
     done_before = {cid: res for cid, res in stored.items() if cid in wanted}
-    todo = [c for c in unique if c.chunk_id not in done_before]
-    report = ScheduleReport(results=dict(done_before), resumed=len(done_before))
     if done_before:
         logger.info(f"{label}: {len(done_before)} of {len(unique)} chunks already have stored results; skipping them")
-    if not todo:
-        report.seconds = time.monotonic() - started
-        return report
-    slots = _initial_slots(config, executors, ledger)
-    if min_slots is None:
-        min_slots = max(1, config.health.min_healthy_gpus)
-    if len(slots) < min_slots:
+    todo = [c for c in unique if c.chunk_id not in done_before]
+    return todo, ScheduleReport(results=dict(done_before), resumed=len(done_before))
+
+
+def _options(
+    config: ClusterConfig, slots: list[Slot], chunks: int, *, min_slots: int | None, slot_mode: str | None,
+    label: str, **caller: Any,
+) -> SchedulerOptions:  # fmt: skip
+    """The call's options, its slots checked: enough of them (health.min_healthy_gpus), a known slot mode."""
+    needed = min_slots if min_slots is not None else max(1, config.health.min_healthy_gpus)
+    if len(slots) < needed:
         raise SchedulingError(
-            f"{label}: {len(slots)} usable slot(s), at least {min_slots} needed (health.min_healthy_gpus): the other "
+            f"{label}: {len(slots)} usable slot(s), at least {needed} needed (health.min_healthy_gpus): the other "
             "GPUs are excluded, quarantined or on nodes without an executor; fix: check `watcher gpus` and the config"
         )
     mode = slot_mode or config.scheduler.slot_mode
     if mode not in ("workers", "per_chunk", "ray"):
         raise SchedulingError(f"{label}: slot_mode {mode!r} is unknown; use 'workers', 'per_chunk' or 'ray'")
-    rounds = math.ceil(len(todo) / len(slots)) if slots else 1
-    options = SchedulerOptions(
-        worker_argv=tuple(worker_argv),
-        min_slots=min_slots,
-        validate=validate,
-        verify=verify,
-        ledger=ledger,
-        probe=_resolve_probe(probe, ledger, config),
-        cleanup=resolve_cleanup(cleanup, config, ledger),
-        fetch_dir=fetch_dir,
-        fetch_keys=tuple(fetch_keys),
-        progress_key=progress_key,
-        progress_unit=progress_unit,
-        label=label,
-        slot_mode=mode,
-        worker_lifetime_s=config.timeouts.job * (rounds + 1) * config.scheduler.max_attempts,
-        ray_backend=ray_backend,
-    )
-    if mode == "per_chunk":
-        pool = None  # a process per chunk: nothing to keep between calls
-    with pool.call(slots) if pool is not None else contextlib.nullcontext():
-        return _schedule(config, todo, slots, sink=sink, executors=executors, options=options, pool=pool,
-                         report=report, started=started, halt_check=halt_check, progress=progress)  # fmt: skip
+    rounds = math.ceil(chunks / len(slots)) if slots else 1
+    lifetime = config.timeouts.job * (rounds + 1) * config.scheduler.max_attempts
+    return SchedulerOptions(min_slots=needed, slot_mode=mode, label=label, worker_lifetime_s=lifetime,
+                            fetch_max_bytes=config.scheduler.fetch_max_bytes, **caller)  # fmt: skip
 
 
-def _schedule(
-    config: ClusterConfig,
-    todo: list[ChunkSpec],
-    slots: list[Slot],
-    *,
-    sink: ChunkSink,
-    executors: Mapping[str, Executor],
-    options: SchedulerOptions,
-    pool: WorkerPool | None,
-    report: ScheduleReport,
-    started: float,
-    halt_check: Callable[[], bool] | None,
-    progress: bool | None,
-) -> ScheduleReport:
-    """The slot threads of one call, from start to the report (or the error); `report` holds the resumed
-    results already."""
-    label, mode = options.label, options.slot_mode
-    wanted = set(report.results) | {c.chunk_id for c in todo}
-    sched = SlotScheduler(config, todo, slots, sink=sink, executors=executors, options=options, pool=pool)
-    bar = Progress(len(todo), label=label, enabled=progress, unit=options.progress_unit)
-    threads = [
-        threading.Thread(target=sched.slot_loop, args=(slot,), name=f"slot-{slot}", daemon=True) for slot in slots
-    ]
-    logger.info(
-        f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) ({mode})"
-    )
-    for thread in threads:
-        thread.start()
-    try:
-        while True:
-            with sched.cond:
-                sched.cond.wait_for(lambda: not sched.remaining or sched.fatal is not None or not sched.live, 0.5)
-                done, nfail = sched.completed, len(sched.failures)
-                counted = sched.progress_total + sum(sched.live_progress.values())
-                finished = not sched.remaining or sched.fatal is not None or not sched.live
-            bar.update(done, nfail, counted)
-            if finished:
-                break
-            if halt_check is not None and not sched.halting and halt_check():
-                logger.warning(f"{label}: halt requested; waiting for chunks in flight, starting no new ones")
+class Call:
+    """One call's slot threads, from start to the report (or the error): the policy of a call, in order."""
+
+    def __init__(
+        self, config: ClusterConfig, sink: ChunkSink, executors: Mapping[str, Executor], options: SchedulerOptions,
+        pool: WorkerPool | None, halt_check: Callable[[], bool] | None, progress: bool | None,
+    ) -> None:  # fmt: skip
+        self.config, self.sink, self.executors, self.options = config, sink, executors, options
+        self.pool, self.halt_check, self.progress = pool, halt_check, progress
+
+    def run(self, todo: list[ChunkSpec], slots: list[Slot], report: ScheduleReport, started: float) -> ScheduleReport:
+        label = self.options.label
+        wanted = set(report.results) | {c.chunk_id for c in todo}
+        sched = SlotScheduler(self.config, todo, slots, sink=self.sink, executors=self.executors,
+                              options=self.options, pool=self.pool)  # fmt: skip
+        logger.info(f"{label}: {len(todo)} chunks over {len(slots)} slots on {len({s.node for s in slots})} node(s) "
+                    f"({self.options.slot_mode})")  # fmt: skip
+        threads = [threading.Thread(target=sched.slot_loop, args=(s,), name=f"slot-{s}", daemon=True) for s in slots]
+        for thread in threads:
+            thread.start()
+        self._watch(sched, len(todo))
+        self._join(sched, threads, slots)
+        sched.close()
+        missing = wanted - set(report.results) - set(sched.chunks.results)
+        self._wind_down(sched, missing)
+        return self._report(sched, report, slots, started, wanted, missing)
+
+    def _watch(self, sched: SlotScheduler, total: int) -> None:
+        """Until the call is over: progress shown, the halt check polled; Ctrl-C (or a failing halt check)
+        stops the slots and every worker before it travels on."""
+        label = self.options.label
+        bar = Progress(total, label=label, enabled=self.progress, unit=self.options.progress_unit)
+        try:
+            while True:
                 with sched.cond:
-                    sched.halting = True
-                    sched.cond.notify_all()
-        bar.update(sched.completed, len(sched.failures), sched.progress_total, force=True)
-    except BaseException as err:  # Ctrl-C or a failing halt_check: the slots must stop taking work too
-        with sched.cond:
-            sched.fatal = sched.fatal or err
-            sched.closed = True
-            sched.cond.notify_all()
-        sched.stop_workers(wait=1.0)  # nothing may keep running on the nodes
-        if pool is not None:
-            pool.discard_all(wait=1.0)
-        raise
-    finally:
-        bar.close()
-    for thread, slot in zip(threads, slots, strict=True):
-        # a thread stuck on a node that was taken out (or after a fatal error) is not waited for: its
-        # chunk was requeued, and whatever it returns later is dropped (see `closed`)
-        if slot.node in sched.breaker.tripped:
-            thread.join(0.1)
-        else:
-            thread.join(ABORT_GRACE_S if sched.fatal is not None else None)
-    with sched.cond:
-        sched.closed = True
-        sched.cond.notify_all()
-    missing = wanted - set(report.results) - set(sched.results)
-    if pool is not None and sched.fatal is None and not missing:
-        # the workers stay up for the pool's next call; a batch cleanup that came due at the very end is run
-        # now (its node's workers stopped first), the end-of-call one is owed to the pool's close
-        due = sched.cleanup_due - set(sched.breaker.tripped)
-        for node in sorted(due):
-            sched.stop_workers(node)
-        if sched.cleanup is not None and due:
-            sched.quarantine_found(run_cleanups(sched.cleanup, {n: executors[n] for n in due}), "cleanup")
-        sched.hand_back(pool)
-    else:
-        sched.stop_workers()  # every slot worker, before the last cleanup and before returning
-        if pool is not None:
-            pool.discard_all()
-            pool.took_part = set()  # cleaned below
-        if sched.cleanup is not None:
-            nodes = {n: executors[n] for n in (sched.took_part | sched.cleanup_due) - set(sched.breaker.tripped)}
-            sched.quarantine_found(run_cleanups(sched.cleanup, nodes), "cleanup")
-    report.results.update(sched.results)
-    report.failures = list(sched.failures)
-    report.slots_used = slots
-    report.nodes_tripped = dict(sched.breaker.tripped)
-    report.quarantined = list(sched.quarantined)
-    report.executed = len(sched.results)
-    report.seconds = time.monotonic() - started
-    if sched.fatal is not None:
-        err = sched.fatal
-        if isinstance(err, SchedulingError):
-            err = SchedulingError(f"{label}: {err}; {len(missing)} of {len(wanted)} chunks have no result")
-        err.report = report  # type: ignore[attr-defined]
-        raise err
-    if missing:
-        if sched.halting:
-            raise HaltRequested(f"{label}: halted with {len(missing)} of {len(wanted)} chunks unfinished; use --resume")
-        raise SchedulingError(f"{label}: {len(missing)} chunk(s) have no result and no failure was recorded")
-    logger.info(
-        f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
-        f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
-    )
-    return report
+                    sched.cond.wait_for(sched.finished, 0.5)
+                    done, failed, counted = sched.counts()
+                    over = sched.finished()
+                bar.update(done, failed, counted)
+                if over:
+                    break
+                if self.halt_check is not None and not sched.halting and self.halt_check():
+                    logger.warning(f"{label}: halt requested; waiting for chunks in flight, starting no new ones")
+                    sched.halt()
+            bar.update(sched.chunks.completed, len(sched.chunks.failures), sched.chunks.progress_total, force=True)
+        except BaseException as err:
+            sched.abort(err)
+            if self.pool is not None:
+                self.pool.discard_all(wait=1.0)
+            raise
+        finally:
+            bar.close()
+
+    @staticmethod
+    def _join(sched: SlotScheduler, threads: list[threading.Thread], slots: list[Slot]) -> None:
+        """A thread stuck on a node that was taken out (or after a fatal error) is not waited for: its chunk was
+        requeued, and whatever it returns later is dropped (`closed`)."""
+        for thread, slot in zip(threads, slots, strict=True):
+            if slot.node in sched.breaker.tripped:
+                thread.join(0.1)
+            else:
+                thread.join(ABORT_GRACE_S if sched.fatal is not None else None)
+
+    def _wind_down(self, sched: SlotScheduler, missing: set[str]) -> None:
+        """Workers and cleanups at the end: with a pool and a call that went well, the workers stay up (a batch
+        cleanup due at the very end runs now, the end-of-call one is owed to the pool's close); otherwise every
+        worker is stopped, then the nodes that ran chunks are cleaned."""
+        tripped = set(sched.breaker.tripped)
+        if self.pool is not None and sched.fatal is None and not missing:
+            sched.clean(sorted(sched.cleanups.due - tripped), batch=False)
+            sched.hand_back(self.pool)
+            return
+        sched.stop_workers()
+        if self.pool is not None:
+            self.pool.discard_all()
+            self.pool.took_part = set()  # cleaned below
+        sched.clean(sorted(sched.cleanups.owed(tripped)), batch=False)
+
+    def _report(
+        self, sched: SlotScheduler, report: ScheduleReport, slots: list[Slot], started: float, wanted: set[str],
+        missing: set[str],
+    ) -> ScheduleReport:  # fmt: skip
+        label = self.options.label
+        report.results.update(sched.chunks.results)
+        report.failures = list(sched.chunks.failures)
+        report.slots_used = slots
+        report.nodes_tripped = dict(sched.breaker.tripped)
+        report.quarantined = list(sched.slots.quarantined)
+        report.executed = len(sched.chunks.results)
+        report.seconds = time.monotonic() - started
+        if sched.fatal is not None:
+            err = sched.fatal
+            if isinstance(err, SchedulingError):
+                err = SchedulingError(f"{label}: {err}; {len(missing)} of {len(wanted)} chunks have no result")
+            err.report = report  # type: ignore[attr-defined]
+            raise err
+        if missing:
+            if sched.halting:
+                raise HaltRequested(f"{label}: halted with {len(missing)} of {len(wanted)} chunks unfinished; "
+                                    "use --resume")  # fmt: skip
+            raise SchedulingError(f"{label}: {len(missing)} chunk(s) have no result and no failure was recorded")
+        logger.info(
+            f"{label}: {len(wanted)} chunks done in {report.seconds:.1f} s ({report.resumed} resumed, "
+            f"{len(report.failures)} failed attempts, nodes out: {', '.join(report.nodes_tripped) or 'none'})"
+        )
+        return report
 
 
 def _resolve_probe(probe: Probe | None, ledger: HealthLedger | None, config: ClusterConfig) -> Probe | None:

@@ -4,13 +4,20 @@ The scheduler's policy (which chunk, which slot, retries, breaker, quarantine, c
 this interface. A runner belongs to one slot, is driven by that slot's thread only (`run`), and may be
 stopped from any thread (`begin_stop` / `finish_stop`). Implementations:
 
-- `PerChunkRunner`: a fresh worker process for every chunk (`slot_mode: per_chunk`, the old way);
+- `cluster.scheduler.per_chunk.PerChunkRunner`: a fresh worker process for every chunk (`slot_mode:
+  per_chunk`, the old way);
 - `cluster.scheduler.workers.WorkerRunner`: one long-lived worker per slot fed chunk after chunk, with
   heartbeats (`slot_mode: workers`, the default);
-- `cluster.scheduler.ray_runner.RayRunner`: one Ray actor per slot, pinned to the slot's node and GPU
+- `cluster.scheduler.ray_runner.RayRunner`: the same slot worker, kept and fed on its node by a Ray actor
   (`slot_mode: ray`).
 
-slots.SlotScheduler picks one per slot from `slot_mode`. The two that keep something up between chunks are
+What every implementation promises (tests/cluster/test_slot_runner_contract.py runs one suite on each): the
+same result for the same chunk, and the same failure record for the same fault (a crash is `exit` with the
+worker's code and stderr tail, garbage output `invalid`, a hang `timeout` or, where heartbeats tell it sooner,
+`stale`, a stop from another thread `transport` and no process left); a worker older than the coordinator, or
+speaking another protocol, raises `WorkerRefused` naming both versions.
+
+slots.SlotScheduler picks one per slot from `slot_mode`. The two whose worker stays up between chunks are
 `PooledRunner`s: a `pool.WorkerPool` can keep them from one `run_chunks` call to the next.
 """
 
@@ -21,8 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from cluster.config import NodeConfig, Timeouts
-from cluster.scheduler.attempt import run_attempt
+from cluster.protocol import Hello
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.transport.base import Executor
@@ -57,13 +63,19 @@ class SlotHost(Protocol):
 class SlotRunner(ABC):
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
+        self.stops = 0  # how many times a stop was asked: a chunk running across one was stopped, not failed
+
+    def stopped_since(self, mark: int) -> bool:
+        """Whether a stop was asked since `mark` (a value of `stops` read when the chunk began)."""
+        return self.stops != mark
 
     @abstractmethod
     def run(self, chunk: ChunkSpec, attempt: int) -> dict[str, Any] | ChunkFailure:
         """One attempt: the validated result or the failure with its evidence; raises only WorkerRefused."""
 
-    def begin_stop(self) -> None:  # noqa: B027 - nothing to stop where nothing stays up
-        """Ask the slot's process (if any) to exit; returns at once."""
+    def begin_stop(self) -> None:  # noqa: B027 - an implementation ends its process here
+        """Ask the slot's process (if any) to exit, a chunk in flight too; returns at once. Implementations
+        count the stop first (`stops += 1`)."""
 
     def finish_stop(self, deadline: float) -> None:  # noqa: B027
         """Wait until `deadline` (monotonic) for the process to exit, then kill it."""
@@ -82,9 +94,9 @@ class PooledRunner(SlotRunner):
     """A runner whose worker stays up between chunks, so a `pool.WorkerPool` may keep it across calls."""
 
     executor: Executor
-    hello: dict[str, Any]  # what the live worker said when it came up (its pid, for logs and tests)
-    # How the pool starts it (PR_SET_PDEATHSIG: a local worker dies with the thread that started it); a runner
-    # whose worker does not hang on a thread ignores it.
+    hello: Hello | None  # what the live worker said when it came up (its pid, for logs and tests)
+    # How the pool has it start its worker (PR_SET_PDEATHSIG: a local worker dies with the thread that started
+    # it); a runner whose worker does not hang on a thread of this process ignores it.
     spawn: Any
 
     @property
@@ -95,24 +107,6 @@ class PooledRunner(SlotRunner):
     @abstractmethod
     def rebind(self, options: SchedulerOptions, host: SlotHost, lifetime_s: float) -> None:
         """A new `run_chunks` call takes this runner over: its options and host from here on."""
-
-
-class PerChunkRunner(SlotRunner):
-    """A new worker process per chunk (one `Executor.run`): nothing stays up between chunks."""
-
-    def __init__(
-        self, executor: Executor, node: NodeConfig, slot: Slot, *, options: SchedulerOptions, timeouts: Timeouts
-    ) -> None:
-        super().__init__(slot)
-        self.executor = executor
-        self.node = node
-        self.options = options
-        self.timeouts = timeouts
-
-    def run(self, chunk: ChunkSpec, attempt: int) -> dict[str, Any] | ChunkFailure:
-        return run_attempt(
-            self.executor, self.node, self.slot, chunk, attempt, options=self.options, timeout=self.timeouts.job
-        )
 
 
 def stop_runners(runners: Iterable[SlotRunner], wait: float = 2.0) -> None:

@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cluster.config import NodeConfig
-from cluster.errors import TransportError
+from cluster.errors import FileTooLargeError, TransportError
 
 Command = str | Sequence[str]
 
@@ -153,6 +153,21 @@ def capped_stderr() -> CappedBytes:
     return CappedBytes(STDERR_HEAD, STDERR_TAIL)
 
 
+class FileSink:
+    """A file copied from a node, written as it arrives (never held in memory) and refused past `limit`
+    bytes: `feed` raises FileTooLargeError as soon as the copy grows past it."""
+
+    def __init__(self, fh: IO[bytes], node: str, path: str, limit: int | None) -> None:
+        self.fh, self.node, self.path, self.limit = fh, node, path, limit
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.limit is not None and self.total > self.limit:
+            raise FileTooLargeError(self.node, self.path, self.total, self.limit)
+        self.fh.write(data)
+
+
 class LineSplitter:
     """Turns chunks of bytes into complete lines for a session's events (a partial line waits for more).
     A line longer than `limit` bytes is cut to its head, marked, and the rest of it dropped as it arrives."""
@@ -215,11 +230,14 @@ class Executor(ABC):
 
     @abstractmethod
     def put(self, local: Path, remote: str) -> None:
-        """Copy a local file to `remote` atomically (temp name, then rename), creating parent dirs."""
+        """Copy a local file to `remote` atomically (temp name, then rename), creating parent dirs; streamed,
+        never read into memory whole."""
 
     @abstractmethod
-    def get(self, remote: str, local: Path) -> None:
-        """Copy a remote file to `local` atomically."""
+    def get(self, remote: str, local: Path, *, max_bytes: int | None = None) -> None:
+        """Copy a remote file to `local` atomically, byte for byte and streamed to disk (the coordinator's
+        memory stays bounded whatever the size); a file over `max_bytes` raises FileTooLargeError and leaves
+        nothing at `local` (None: no limit)."""
 
     def start(
         self,

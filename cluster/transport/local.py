@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from cluster.errors import CommandTimeoutError, TransportError
+from cluster.errors import CommandTimeoutError, FileTooLargeError, TransportError
+from cluster.files import atomic_file
 from cluster.transport.base import (
     CappedBytes,
     Command,
     CommandResult,
     Executor,
+    FileSink,
     LineSplitter,
     Session,
     capped_stderr,
@@ -235,8 +237,19 @@ class LocalExecutor(Executor):
     def put(self, local: Path, remote: str) -> None:
         _atomic_copy(Path(local), Path(os.path.expanduser(remote)))
 
-    def get(self, remote: str, local: Path) -> None:
-        _atomic_copy(Path(os.path.expanduser(remote)), Path(local))
+    def get(self, remote: str, local: Path, *, max_bytes: int | None = None) -> None:
+        try:
+            src = open(os.path.expanduser(remote), "rb")  # noqa: SIM115 - closed below, after the size check
+        except OSError as err:
+            raise TransportError(self.name, f"cannot read {remote}: {err.strerror or err}", cause=err) from None
+        with src:
+            size = os.fstat(src.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise FileTooLargeError(self.name, remote, size, max_bytes)
+            with atomic_file(local) as dst:
+                sink = FileSink(dst, self.name, remote, max_bytes)  # the file may grow while it is read
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    sink.feed(block)
 
     def close(self) -> None:
         """Nothing to release: each command is its own process."""

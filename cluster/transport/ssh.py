@@ -6,8 +6,11 @@
   and the command that trusts it. Trust-on-first-use exists but must be switched on per node.
 - Every remote command runs under coreutils `timeout`, so a client-side timeout also ends the remote
   process instead of leaving it to burn a GPU.
-- paramiko's exceptions never escape this module: they become our TransportError subclasses with the
-  node named and the real cause kept (paramiko's own messages are often misleading).
+- paramiko's exceptions never escape the transport (this module, ssh_connect.py, which opens a connection,
+  and ssh_session.py): they become our TransportError subclasses with the node named and the real cause kept
+  (paramiko's own messages are often misleading).
+- Files are copied through `cat` (no SFTP subsystem needed), streamed both ways: a file fetched from a node
+  goes to disk as it arrives, never through the output cap a command's stdout has nor whole into memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import logging
 import os
 import select
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -26,23 +28,26 @@ import paramiko
 
 from cluster.config import NodeConfig, Timeouts
 from cluster.errors import (
-    AuthenticationError,
     CommandTimeoutError,
-    HostKeyError,
-    NodeUnreachableError,
+    FileTooLargeError,
     TransportError,
 )
+from cluster.files import atomic_file
 from cluster.transport.base import (
+    CappedBytes,
     Command,
     CommandResult,
     Executor,
+    FileSink,
     Session,
     capped_stderr,
     capped_stdout,
     render_command,
 )
-from cluster.transport.ssh_keys import HostKeyPolicy, fingerprint, known_hosts_name
+from cluster.transport.ssh_connect import Connection, open_connection
 from cluster.transport.ssh_session import SSHSession
+
+Sink = CappedBytes | FileSink  # where a command's stdout goes: kept capped, or written to a file
 
 # paramiko logs handshake failures with tracebacks from its own threads; we report them ourselves.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -75,118 +80,19 @@ def build_remote_command(
     return f"cd {remote_path(cwd or node.workdir)} && {exports}exec {limit}{inner}"
 
 
-class _Connection:
-    """One authenticated paramiko transport and how many sessions run on it right now."""
-
-    def __init__(self, client: paramiko.SSHClient) -> None:
-        self.client = client
-        self.active = 0
-
-    @property
-    def transport(self) -> paramiko.Transport | None:
-        return self.client.get_transport()
-
-    def alive(self) -> bool:
-        transport = self.transport
-        return transport is not None and transport.is_active()
-
-
 class SSHExecutor(Executor):
     def __init__(self, node: NodeConfig, timeouts: Timeouts | None = None) -> None:
         super().__init__(node)
         self.timeouts = timeouts or Timeouts()
-        self._pool: list[_Connection] = []
+        self._pool: list[Connection] = []
         self._lock = threading.Lock()
         self.known_hosts = Path(os.path.expanduser(node.known_hosts or "~/.ssh/known_hosts"))
 
     # -- connections -------------------------------------------------------------------------------
-    def _check_key_file(self) -> None:
-        """Refuse a private key others can read, as OpenSSH does, with the command that fixes it."""
-        if not self.node.key_file:
-            return
-        path = os.path.expanduser(self.node.key_file)
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except OSError as err:
-            raise AuthenticationError(self.name, f"cannot read key_file {path}: {err.strerror}", cause=err) from None
-        if mode & 0o077:
-            raise AuthenticationError(
-                self.name,
-                f"key_file {path} is readable by group or others (mode {mode:o}); fix: chmod 600 {shlex.quote(path)}",
-            )
+    def _open(self) -> Connection:
+        return open_connection(self.node, self.timeouts, self.known_hosts)
 
-    def _open(self) -> _Connection:
-        node, limit = self.node, self.timeouts.connect
-        self._check_key_file()
-        deadline = time.monotonic() + limit
-        try:
-            sock = socket.create_connection((node.host, node.port), timeout=limit)
-        except TimeoutError as err:
-            raise NodeUnreachableError(node.name, f"TCP connect timed out after {limit:g} s", cause=err) from None
-        except ConnectionRefusedError as err:
-            raise NodeUnreachableError(
-                node.name, f"connection refused on port {node.port} (is sshd running?)", cause=err
-            ) from None
-        except OSError as err:
-            raise NodeUnreachableError(node.name, f"cannot connect: {err.strerror or err}", cause=err) from None
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client = paramiko.SSHClient()
-        if self.known_hosts.exists():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (OSError, paramiko.SSHException) as err:
-                sock.close()
-                raise HostKeyError(node.name, f"cannot read {self.known_hosts}: {err}", cause=err) from None
-        client.set_missing_host_key_policy(HostKeyPolicy(node, self.known_hosts))
-        remaining = max(deadline - time.monotonic(), 0.05)
-        try:
-            client.connect(
-                hostname=node.host,
-                port=node.port,
-                username=node.user,
-                key_filename=os.path.expanduser(node.key_file) if node.key_file else None,
-                sock=sock,
-                # start_client() returns silently when *its* timeout passes first, and paramiko then
-                # reports "No existing session"; give it a second more so the banner error surfaces.
-                timeout=remaining + 1.0,
-                banner_timeout=remaining,
-                auth_timeout=remaining,
-                allow_agent=False,
-                look_for_keys=node.key_file is None,
-            )
-        except HostKeyError:
-            sock.close()
-            raise
-        except paramiko.BadHostKeyException as err:
-            sock.close()
-            raise HostKeyError(
-                node.name,
-                f"host key CHANGED: got {err.key.get_name()} {fingerprint(err.key)}, known_hosts has "
-                f"{fingerprint(err.expected_key)}; if the rig was reinstalled, remove the old entry: "
-                f"ssh-keygen -R '{known_hosts_name(node.host, node.port)}' -f {self.known_hosts}",
-                cause=err,
-            ) from None
-        except paramiko.AuthenticationException as err:
-            sock.close()
-            who = f"{node.user or '(current user)'}@{node.host}"
-            raise AuthenticationError(
-                node.name, f"authentication failed for {who}: {err}; check key_file {node.key_file}", cause=err
-            ) from None
-        except (paramiko.SSHException, EOFError, OSError) as err:
-            sock.close()
-            text = str(err)
-            if "banner" in text.lower() or isinstance(err, TimeoutError):
-                login = f"{node.user}@{node.host}" if node.user else node.host
-                message = f"no SSH banner within {limit:g} s: is the rig up? try: ssh -p {node.port} {login} true"
-            else:
-                message = f"SSH handshake failed: {text or type(err).__name__}"
-            raise NodeUnreachableError(node.name, message, cause=err) from None
-        transport = client.get_transport()
-        if transport is not None and self.timeouts.keepalive:
-            transport.set_keepalive(int(self.timeouts.keepalive))
-        return _Connection(client)
-
-    def _acquire(self) -> _Connection:
+    def _acquire(self) -> Connection:
         with self._lock:
             self._pool = [c for c in self._pool if c.alive() or c.active]
             for conn in self._pool:
@@ -199,7 +105,7 @@ class SSHExecutor(Executor):
             self._pool.append(conn)
         return conn
 
-    def _release(self, conn: _Connection) -> None:
+    def _release(self, conn: Connection) -> None:
         with self._lock:
             conn.active -= 1
 
@@ -210,8 +116,11 @@ class SSHExecutor(Executor):
 
     # -- commands ----------------------------------------------------------------------------------
     def _exec(
-        self, line: str, stdin: bytes | None, timeout: float | None, shown: str
+        self, line: str, stdin: bytes | Path | None, timeout: float | None, shown: str, out: Sink | None = None
     ) -> tuple[int, bytes, bytes, float]:
+        """Run `line` over a new channel: (exit code, stdout, stderr, seconds). stdin: bytes, or a local file
+        streamed in; out: where stdout goes (default: kept capped and returned; a file sink gets it all and
+        b"" is returned)."""
         conn = self._acquire()
         started = time.monotonic()
         # Our own deadline sits after the remote `timeout` and its kill grace, so normally the remote
@@ -228,7 +137,9 @@ class SSHExecutor(Executor):
             try:
                 chan.exec_command(line)
                 writer = self._start_writer(chan, stdin)
-                out, err = self._collect(chan, transport, deadline, shown, timeout)
+                sink = out if out is not None else capped_stdout()
+                err = self._collect(chan, transport, deadline, shown, timeout, sink)
+                kept = sink.value() if isinstance(sink, CappedBytes) and out is None else b""
                 if writer is not None:
                     writer.join(timeout=1)
                 code = chan.recv_exit_status()
@@ -243,17 +154,22 @@ class SSHExecutor(Executor):
             raise TransportError(self.name, f"connection lost: {exc or type(exc).__name__}", cause=exc) from None
         finally:
             self._release(conn)
-        return code, out, err, time.monotonic() - started
+        return code, kept, err, time.monotonic() - started
 
     @staticmethod
-    def _start_writer(chan: paramiko.Channel, data: bytes | None) -> threading.Thread | None:
+    def _start_writer(chan: paramiko.Channel, data: bytes | Path | None) -> threading.Thread | None:
         if not data:
             chan.shutdown_write()
             return None
 
         def write() -> None:
             try:
-                chan.sendall(data)
+                if isinstance(data, Path):
+                    with open(data, "rb") as fh:
+                        for block in iter(lambda: fh.read(1 << 20), b""):
+                            chan.sendall(block)
+                else:
+                    chan.sendall(data)
                 chan.shutdown_write()
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # the reader sees the closed channel and reports it
@@ -269,10 +185,12 @@ class SSHExecutor(Executor):
         deadline: float | None,
         shown: str,
         timeout: float | None,
-    ) -> tuple[bytes, bytes]:
-        """Read stdout and stderr together (so neither pipe fills and deadlocks) until exit; what is kept of
-        each is capped (a node is not trusted to be brief)."""
-        out, err = capped_stdout(), capped_stderr()
+        out: Sink,
+    ) -> bytes:
+        """Read stdout (into `out`) and stderr together, so neither pipe fills and deadlocks, until exit; what
+        is kept of stderr is capped (a node is not trusted to be brief), and stdout too unless `out` is a file.
+        Returns stderr."""
+        err = capped_stderr()
         while True:
             busy = False
             while chan.recv_ready():
@@ -284,10 +202,10 @@ class SSHExecutor(Executor):
             if busy:
                 continue
             if chan.exit_status_ready() and chan.eof_received:
-                return out.value(), err.value()
+                return err.value()
             if chan.closed or not transport.is_active():
                 if chan.exit_status_ready():
-                    return out.value(), err.value()
+                    return err.value()
                 raise TransportError(self.name, "connection lost while the command was running")
             wait = 0.5
             if deadline is not None:
@@ -365,7 +283,9 @@ class SSHExecutor(Executor):
     def put(self, local: Path, remote: str) -> None:
         """Stream the file through `cat` into a temp name, then `mv`: no SFTP subsystem needed, and a
         reader never sees a half-written file."""
-        data = Path(local).read_bytes()
+        data = Path(local)
+        if not data.is_file():
+            raise TransportError(self.name, f"cannot put {local}: not a readable file")
         target = remote_path(remote)
         tmp = remote_path(f"{remote}.tmp-{os.getpid()}-{threading.get_ident()}")
         line = f'mkdir -p "$(dirname {target})" && cat > {tmp} && mv -f {tmp} {target}'
@@ -373,15 +293,23 @@ class SSHExecutor(Executor):
         if code != 0:
             raise TransportError(self.name, f"cannot write {remote}: {err.decode(errors='replace').strip()}")
 
-    def get(self, remote: str, local: Path) -> None:
-        code, out, err, _ = self._exec(f"cat {remote_path(remote)}", None, self.timeouts.command, f"get {remote}")
-        if code != 0:
-            raise TransportError(self.name, f"cannot read {remote}: {err.decode(errors='replace').strip()}")
-        local = Path(local)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f".{local.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(out)
-        os.replace(tmp, local)
+    def get(self, remote: str, local: Path, *, max_bytes: int | None = None) -> None:
+        """`cat` the file into a local temp file as it arrives (never through the output cap a command's
+        stdout has, never whole in memory), then rename; a file over `max_bytes` is refused, by its size
+        before the copy and by the bytes counted during it."""
+        path = remote_path(remote)
+        line = f"cat {path}" if max_bytes is None else (
+            f'size=$(wc -c < {path}) || exit 1; [ "$size" -le {int(max_bytes)} ] || {{ echo "too large: $size" >&2; '
+            f"exit 3; }}; exec cat {path}"
+        )  # fmt: skip
+        with atomic_file(local) as fh:
+            sink = FileSink(fh, self.name, remote, max_bytes)
+            code, _out, err, _ = self._exec(line, None, self.timeouts.command, f"get {remote}", sink)
+            said = err.decode(errors="replace").strip()
+            if code == 3 and said.startswith("too large: ") and said.split()[-1].isdigit() and max_bytes is not None:
+                raise FileTooLargeError(self.name, remote, int(said.split()[-1]), max_bytes)
+            if code != 0:
+                raise TransportError(self.name, f"cannot read {remote}: {said}")
 
     def close(self) -> None:
         with self._lock:

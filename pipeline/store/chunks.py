@@ -155,6 +155,11 @@ class ChunkStoreMixin(StoreBase):
         )
         return [dict(row) for row in rows]
 
+    def chunk_failure_counts(self) -> dict[str, int]:
+        """Failed chunk attempts of every run, counted by node."""
+        rows = self._query("SELECT node, count(*) AS n FROM chunk_failures GROUP BY node ORDER BY node")
+        return {str(row["node"]): int(row["n"]) for row in rows}
+
     def chunk_failures(self, run_id: int, step: float | None = None) -> list[dict[str, Any]]:
         sql = "SELECT * FROM chunk_failures WHERE run_id = ?"
         params: tuple[Any, ...] = (run_id,)
@@ -168,7 +173,8 @@ class ChunkStoreMixin(StoreBase):
         return out
 
     def chunk_sink(self, run_id: int, step: float, step_attempt: int = 1) -> StoreChunkSink:
-        """The scheduler's `ChunkSink` bound to one run and step."""
+        """The scheduler's `ChunkSink` bound to one run and step; a chunk row keeps the step attempt that
+        first planned it (a retry reuses the chunks an earlier attempt finished)."""
         return StoreChunkSink(self, run_id, step, step_attempt)
 
 

@@ -155,6 +155,13 @@ class RunStore(ChunkStoreMixin, LedgerMixin):
     def runs(self, limit: int = 20) -> list[RunRecord]:
         return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))]
 
+    def run_counts(self) -> dict[str, int]:
+        """Every run the store holds, counted by status (what a counter of runs is computed from)."""
+        return {
+            row["status"]: int(row["n"])
+            for row in self._query("SELECT status, count(*) AS n FROM runs GROUP BY status")
+        }
+
     def find_resumable_run(self, config_hash: str | None = None) -> RunRecord | None:
         """The newest run that did not succeed (crashed while running, failed, escalated or halted)."""
         sql = "SELECT * FROM runs WHERE status != 'succeeded'"

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from cluster.errors import StoreError
+from cluster.errors import StoreError, StoreNotCreatedError
 
 SCHEMA_VERSION = 3
 QUICK_CHECK_MAX_BYTES = 256 << 20
@@ -140,8 +140,16 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
 def _create(conn: sqlite3.Connection, written_by: str, now: float) -> None:
+    """Write the schema, unless another process did while this one waited for the write lock."""
     conn.execute("BEGIN IMMEDIATE")
+    if _tables(conn):
+        conn.execute("COMMIT")
+        return
     try:
         for statement in _DDL.split(";"):
             if statement.strip():
@@ -187,10 +195,17 @@ def _check_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
         raise _damaged(path, f"missing tables: {', '.join(sorted(missing))}")
 
 
+def _unwritten(conn: sqlite3.Connection) -> bool:
+    """An SQLite file with no table and no application id: what a writer leaves before its schema commits."""
+    return not _tables(conn) and conn.execute("PRAGMA application_id").fetchone()[0] == 0
+
+
 def open_store_connection(path: Path, *, readonly: bool, written_by: str, now: float) -> sqlite3.Connection:
     """Open (creating once, up front, if absent) and verify the store; every refusal is a StoreError."""
     existed = path.exists() and path.stat().st_size > 0
     if readonly and not existed:
+        if path.exists():  # created this instant, not written yet
+            raise StoreNotCreatedError(f"run store {path} holds no schema yet: a run is creating it; try again")
         raise StoreError(f"run store {path} does not exist; fix: run `watcher run` first or check --state-dir")
     if not readonly:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,9 +226,17 @@ def open_store_connection(path: Path, *, readonly: bool, written_by: str, now: f
             small = path.stat().st_size <= QUICK_CHECK_MAX_BYTES
             if small and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise _damaged(path, "SQLite integrity check failed")
+        if existed and _unwritten(conn):  # a writer is creating it (WAL switched on, schema not yet committed)
+            if readonly:
+                raise StoreNotCreatedError(
+                    f"run store {path} holds no schema yet: a run is creating it (or died doing so); try again"
+                )
+            existed = False
+        if existed:
             _check_and_migrate(conn, path)
         else:
             _create(conn, written_by, now)
+            _check_and_migrate(conn, path)
     except StoreError:
         conn.close()
         raise

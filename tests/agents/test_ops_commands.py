@@ -13,6 +13,8 @@ from agents.commands.cron import cron_schedule, parse_every
 from agents.lock import RunLock
 from agents.logging_setup import redact
 from cluster.errors import LockHeldError, UsageError
+from cluster.scheduler.types import ChunkFailure, Slot
+from pipeline.store import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,3 +91,26 @@ def test_metrics_without_runs_is_valid_text(tmp_path: Path, capsys: pytest.Captu
     assert main(["--state-dir", str(tmp_path), "metrics"]) == 0
     out = capsys.readouterr().out
     assert "# TYPE watcher_runs_total counter" in out and "watcher_last_run_succeeded 0" in out
+
+
+def test_metrics_counters_count_the_whole_store_and_the_textfile_is_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More runs than any window (a counter over the newest 1,000 went down as runs went on), failures of
+    every run; --textfile writes what stdout shows."""
+    with RunStore(tmp_path / "watcher.db") as store:
+        for _ in range(1003):
+            store.finish_run(store.create_run(1), "succeeded")
+        failed = store.create_run(1)
+        store.finish_run(failed, "failed", "boom")
+        for run in (1, failed):
+            store.record_chunk_failure(run, 1, ChunkFailure("c1", 1, Slot("rig-a", 0), "exit", "boom", "python -m w"))
+    assert main(["--state-dir", str(tmp_path), "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert 'watcher_runs_total{status="succeeded"} 1003.0' in out and 'watcher_runs_total{status="failed"} 1.0' in out
+    assert 'watcher_chunk_failures_total{node="rig-a"} 2.0' in out and "watcher_last_run_succeeded 0.0" in out
+    textfile = tmp_path / "textfile" / "watcher.prom"
+    textfile.parent.mkdir()
+    assert main(["--state-dir", str(tmp_path), "metrics", "--textfile", str(textfile)]) == 0
+    assert textfile.read_text() == out and capsys.readouterr().out == ""
+    assert [p.name for p in textfile.parent.iterdir()] == ["watcher.prom"]

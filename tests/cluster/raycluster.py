@@ -44,8 +44,8 @@ def _free_port() -> int:
 
 
 def ray_processes(base: Path) -> list[tuple[int, str]]:
-    """Processes of this cluster: its session directory on their command line, or their stdout or stderr a log
-    file there (Ray's agents and workers rename themselves, `ray::IDLE`, and their environment is not reliable)."""
+    """Processes of this cluster: its session directory on their command line, or a file open there (Ray's
+    agents and workers rename themselves, `ray::IDLE`, but keep their logs open under it)."""
     marker = str(base / "ray")
     found = []
     for entry in Path("/proc").iterdir():
@@ -53,12 +53,19 @@ def ray_processes(base: Path) -> list[tuple[int, str]]:
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            logs = [os.readlink(entry / "fd" / fd) for fd in ("1", "2") if (entry / "fd" / fd).is_symlink()]
+            fds = list((entry / "fd").iterdir())
         except OSError:
             continue
-        if marker in cmd or any(path.startswith(marker) for path in logs):
+        if marker in cmd or any(_under(fd, marker) for fd in fds):
             found.append((int(entry.name), cmd[:160]))
     return found
+
+
+def _under(fd: Path, marker: str) -> bool:
+    try:
+        return os.readlink(fd).startswith(marker)
+    except OSError:
+        return False
 
 
 class LocalRay:

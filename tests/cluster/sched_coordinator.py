@@ -1,8 +1,9 @@
 """A minimal coordinator for the kill -9 / resume tests: plans N chunks, runs them, prints a JSON summary.
 
-    python sched_coordinator.py DB WORKDIR N LOG [--sleep S] [--config distributed_config.json]
+    python sched_coordinator.py DB WORKDIR N LOG [--sleep S] [--config distributed_config.json] [--step]
 
-It resumes the newest unfinished run in DB if there is one, like `watcher run --resume`.
+It resumes the newest unfinished run in DB if there is one, like `watcher run --resume`; --step records a
+step row for the chunks first, as `watcher run` does (so `watcher status` shows their counts).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> int:
     parser.add_argument("log")
     parser.add_argument("--sleep", type=float, default=0.1)
     parser.add_argument("--config")
+    parser.add_argument("--step", action="store_true")
     args = parser.parse_args()
     config = load_config(args.config) if args.config else local_config(Path(args.workdir), {"a": 2, "b": 2})
     store = RunStore(args.db)
@@ -52,6 +54,8 @@ def main() -> int:
         store.resume_run(run_id)
     else:
         run_id = store.create_run(1)
+        if args.step:
+            store.start_step(run_id, 1, "tests:Chunks", {"chunks": args.n})
     specs = chunks(args.n, sleep=args.sleep, log=args.log)
     report = run_chunks(
         config, specs, sink=store.chunk_sink(run_id, 1), executors=executors_for(config), worker_argv=WORKER_ARGV,

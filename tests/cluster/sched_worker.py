@@ -13,14 +13,16 @@ payload asks, so tests can inject faults per slot or node without the real sieve
   file_dir     also leave the survivors in a file there and name it in "survivors_file"
   bad_output / ok_false / bad_spec   answer with garbage / {"ok": false} / exit 2 with an error
   protocol_garbage   (serve mode) write a non-protocol line straight to the protocol stream
-  die_slots    "node:gpu" slots on which the worker dies mid-chunk (os._exit(9); under Ray, the slot's actor)
+  die_slots    "node:gpu" slots on which the worker dies mid-chunk (os._exit(9), "dying on SLOT" on stderr)
+  stop_slots   "node:gpu" slots on which the worker stops itself mid-chunk (SIGSTOP: a hung GPU driver call)
   fake_rss     (serve mode) the resident size to report, in bytes
 
 `--serve` speaks the slot-worker protocol of pipeline.worker (hello, envelopes, frames, heartbeats, and on
 Linux PR_SET_PDEATHSIG: it dies with the thread that started it, as the real worker does, so a scheduler
 that starts workers from a short-lived thread is caught here), with the same answers per job;
 SCHED_WORKER_VERSION overrides the version it reports (default: the version the coordinator announced in
-WATCHER_COORDINATOR_VERSION) and SCHED_WORKER_MEM_TOTAL its machine's memory.
+WATCHER_COORDINATOR_VERSION), in the hello and in every answer, SCHED_WORKER_PROTOCOL the protocol number
+it says (default 1) and SCHED_WORKER_MEM_TOTAL its machine's memory.
 """
 
 import fcntl
@@ -28,6 +30,7 @@ import io
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -97,7 +100,7 @@ def serve():
             lines.put(raw)
         os._exit(0)
 
-    version = os.environ.get("SCHED_WORKER_VERSION") or os.environ.get("WATCHER_COORDINATOR_VERSION", "0+unknown")
+    version = worker_version()
     mem_total = int(os.environ.get("SCHED_WORKER_MEM_TOTAL", "0") or 0)
     send(
         {
@@ -106,7 +109,7 @@ def serve():
             "pid": os.getpid(),
             "pgid": os.getpgrp(),
             "mem_total": mem_total,
-            "protocol": 1,
+            "protocol": int(os.environ.get("SCHED_WORKER_PROTOCOL", "1")),
         }
     )
     threading.Thread(target=heartbeat, daemon=True).start()
@@ -134,6 +137,10 @@ def serve():
         send({"done": envelope["seq"], "exit": code, "stdout": captured.getvalue(), "rss": int(job.get("fake_rss", 0))})
 
 
+def worker_version():
+    return os.environ.get("SCHED_WORKER_VERSION") or os.environ.get("WATCHER_COORDINATOR_VERSION", "0+unknown")
+
+
 def run_job(job):
     slot = os.environ.get("WATCHER_SLOT", "?:?")
     node = slot.rsplit(":", 1)[0]
@@ -142,13 +149,17 @@ def run_job(job):
     if job.get("log"):
         with open(job["log"], "a") as fh:
             fh.write(f"{chunk} {slot} {attempt}\n")
+    # a chunk is never instant (a real one is at least a kernel launch): without a little work, whichever
+    # slot worker came up first would take every chunk and per-node fault switches would hardly fire
+    time.sleep(float(job.get("sleep", 0.05)))
     if slot in job.get("die_slots", []):
         sys.stderr.write(f"dying on {slot}\n")
         sys.stderr.flush()
         os._exit(9)
-    # a chunk is never instant (a real one is at least a kernel launch): without a little work, whichever
-    # slot worker came up first would take every chunk and per-node fault switches would hardly fire
-    time.sleep(float(job.get("sleep", 0.05)))
+    if slot in job.get("stop_slots", []):
+        sys.stderr.write(f"stopping on {slot}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
     if job.get("bad_spec"):
         print(json.dumps({"ok": False, "error": "bad spec: 'value' must be an int"}))
         return 2
@@ -183,7 +194,15 @@ def run_job(job):
         return 0
     value = int(job.get("value", 0))
     survivors = [s for s in range(value * 10, value * 10 + 10) if (s * 2654435761) % 7 == 0]
-    answer = {"ok": True, "value": value, "survivors": survivors, "seeds_tested": 10, "slot": slot}
+    answer = {
+        "ok": True,
+        "value": value,
+        "survivors": survivors,
+        "seeds_tested": 10,
+        "slot": slot,
+        "worker_version": worker_version(),
+        "protocol": int(os.environ.get("SCHED_WORKER_PROTOCOL", "1")),
+    }
     answer["pid"] = os.getpid()  # which process answered: a slot worker kept across calls answers with one pid
     if job.get("file_dir"):  # like the real worker's large results: left in a file on the node
         path = os.path.join(job["file_dir"], f"survivors-{chunk}.json")

@@ -60,6 +60,10 @@ def test_shipped_configs_load() -> None:
         ({"nodes": []}, "nodes: "),
         ({"nodes": [_node()], "watchlist": [{"node": "nope", "gpu": 1}]}, "watchlist[0].node 'nope'"),
         ({"nodes": [_node()], "timeouts": {"connect": -1}}, "timeouts.connect"),
+        (
+            {"nodes": [_node()], "scheduler": {"rocm_smi_min_interval_s": 5}},
+            "scheduler: rocm_smi_min_interval_s was replaced by health.min_probe_interval_s",
+        ),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path: Path, data: object, expected: str) -> None:

@@ -66,7 +66,7 @@ def test_concise_and_text_fixtures(mode: str, gpu1: str) -> None:
 def test_missing_card_in_json_is_faulted() -> None:
     gpus = parse_rocm_json("rig", '{"card0": {"GPU use (%)": "5"}}', "", 3)
     assert [g.status.value for g in gpus] == ["ok", "faulted", "faulted"]
-    assert "card1 missing" in gpus[1].evidence[0]
+    assert "GPU 1 missing from rocm-smi's JSON output" in gpus[1].evidence[0]
     assert parse_rocm_json("rig", "", "rocm-smi: command failed", 1)[0].status is HealthStatus.FAULTED
 
 

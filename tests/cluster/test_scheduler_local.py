@@ -186,7 +186,8 @@ def test_halt_stops_dispatch_and_resume_finishes(tmp_path: Path, store: RunStore
 
 @pytest.mark.parametrize("smi_interval", [0, 10])
 def test_cleanup_after_each_batch_on_nodes_that_took_part(tmp_path: Path, store: RunStore, smi_interval) -> None:
-    cfg = local_config(tmp_path, {"a": 2, "idle": 1}, cleanup_batch_size=4, rocm_smi_min_interval_s=smi_interval)
+    health = {"min_probe_interval_s": smi_interval}
+    cfg = local_config(tmp_path, {"a": 2, "idle": 1}, health=health, cleanup_batch_size=4)
     calls: list[str] = []
     executors = local_executors(cfg)
     del executors["idle"]
@@ -195,7 +196,7 @@ def test_cleanup_after_each_batch_on_nodes_that_took_part(tmp_path: Path, store:
         progress=False, probe=None, cleanup=lambda ex: calls.append(ex.name),
     )  # fmt: skip
     # batches end at 4 and 8, and the last partial batch at the end; the node without work is left alone;
-    # on a ROCm node a batch cleanup within rocm_smi_min_interval_s of the last one waits (the final one runs)
+    # on a ROCm node a batch cleanup within health.min_probe_interval_s of the last one waits (the final one runs)
     assert calls == ["a"] * (3 if smi_interval == 0 else 2)
 
 
@@ -213,6 +214,12 @@ def test_result_files_are_fetched_to_the_coordinator(tmp_path: Path, store: RunS
         assert local.parent == fetched and cid in local.name
         assert result["survivors_file_remote"].startswith(str(node_dir))
         assert json.loads(local.read_text())["survivors"] == result["survivors"]
+    small = local_config(tmp_path, {"a": 1}, fetch_max_bytes=8, max_attempts=1)
+    run = store.create_run(1)
+    with pytest.raises(SchedulingError, match="failed 1 attempts"):
+        _run(small, chunks(1, file_dir=str(node_dir)), store, run, fetch_dir=fetched, fetch_keys=("survivors_file",))
+    (failure,) = store.chunk_failures(run)
+    assert failure["kind"] == "invalid" and "over the limit of 8 bytes" in failure["error"]
 
 
 def test_chunk_stuck_on_a_node_taken_out_is_requeued_at_once(tmp_path: Path, store: RunStore) -> None:

@@ -70,9 +70,9 @@ class Inherits(Rounds):
         return result
 
 
-def _context(tmp_path: Path, store: RunStore, config: ClusterConfig) -> StepContext[StepParams]:
+def _context(tmp_path: Path, store: RunStore, config: ClusterConfig, attempt: int = 1) -> StepContext[StepParams]:
     return StepContext(
-        run_id=store.create_run(1), number=9.0, attempt=1, params=StepParams(), spec=None,  # type: ignore[arg-type]
+        run_id=store.create_run(1), number=9.0, attempt=attempt, params=StepParams(), spec=None,  # type: ignore[arg-type]
         config=config, store=store, executors=local_executors(config), state_dir=tmp_path, workload=StandIn(),
         progress=False,
     )  # fmt: skip
@@ -113,10 +113,11 @@ def test_a_crashing_step_leaves_no_worker(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(Rounds, "seen", [])
     monkeypatch.setattr(Rounds, "crash", True)
     with RunStore(tmp_path / "w.db") as store:
-        ctx = _context(tmp_path, store, config)
+        ctx = _context(tmp_path, store, config, attempt=2)
         with pytest.raises(RuntimeError, match="crashed"):
             Rounds().run(ctx)
         pids = {r["pid"] for r in store.chunk_results(ctx.run_id, 9.0).values()}
+        assert {r["step_attempt"] for r in store.chunk_rows(ctx.run_id, 9.0)} == {2}, "the step's attempt is kept"
     pool = Rounds.seen[0]
     assert pool.closed and pool.runners == {} and ctx._pool is None
     assert pool.starts == 2 and len(pids) == 2 and _none_alive(pids)

@@ -100,7 +100,7 @@ def test_vanished_gpu_is_named_and_quarantined(rigs, tmp_path) -> None:
     rig.set_gpu(2, "missing")
     report = run_preflight(config_for([rig]), ledger=store)
     assert set(quarantined(store)) == {(rig.name, 2)}
-    assert any("card2 missing from rocm-smi JSON" in ln for ln in lines(report, "gpu", "warn"))
+    assert any("GPU 2 missing from rocm-smi's JSON output" in ln for ln in lines(report, "gpu", "warn"))
 
 
 def test_smu_line_counts_once_and_a_release_sticks_until_a_new_fault(rigs, tmp_path) -> None:
@@ -267,7 +267,7 @@ def oom_then_hang(tmp_path_factory):
         rig.worker_faults()
         node = {"env": {**rig.node_config().env, "SCHED_WORKER_MEM_TOTAL": str(64 << 30)}}
         config = config_for([rig], {rig.name: node})
-        policy = {"backoff_s": 0.05, "backoff_max_s": 0.2, "rocm_smi_min_interval_s": 0, "cleanup_batch_size": 100}
+        policy = {"backoff_s": 0.05, "backoff_max_s": 0.2, "cleanup_batch_size": 100}
         config = type(config).model_validate({**config.model_dump(), "scheduler": {**config.scheduler.model_dump(),
                                                                                    **policy}})  # fmt: skip
         store = RunStore(tmp / "watcher.db")

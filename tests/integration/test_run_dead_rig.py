@@ -43,7 +43,7 @@ def setup(tmp: Path, rigs, min_healthy: int, webhook_url: str | None = None) -> 
         spec["agent"]["webhook_url"] = webhook_url
     (tmp / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     config = fakerig.cluster_config(rigs, health={"check_torch_devices": False, "min_healthy_gpus": min_healthy},
-                                    scheduler={"rocm_smi_min_interval_s": 0, "backoff_s": 0.05})  # fmt: skip
+                                    scheduler={"backoff_s": 0.05})  # fmt: skip
     (tmp / "cluster.json").write_text(config.model_dump_json())
     return ["--pipeline", str(tmp / "pipeline.yaml"), "--config", str(tmp / "cluster.json")]
 

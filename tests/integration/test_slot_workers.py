@@ -1,6 +1,7 @@
 """Long-lived slot workers (issue 13): the same chunks through both slot modes, worker faults (killed,
 SIGSTOPped, garbage, too old), a node lost with 12 live workers, Ctrl-C and SIGKILL of the coordinator,
-the memory cap, and the session API of both transports. Real processes, real sshd rigs on 127.0.0.1."""
+the memory cap. Real processes, real sshd rigs on 127.0.0.1 (the session API of both transports is in
+test_executor_contract.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 import fakerig
 from sched_helpers import WORKER_ARGV, captured_log, chunks, executions, local_config, local_executors, survivors
 
-from cluster.config import ClusterConfig, NodeConfig, parse_config
+from cluster.config import ClusterConfig, parse_config
 from cluster.errors import SchedulingError
 from cluster.scheduler import run_chunks
 from cluster.transport import executor_for
-from cluster.transport.local import LocalExecutor
 from pipeline.store import RunStore
 
 pytestmark = pytest.mark.integration
@@ -324,34 +324,3 @@ def test_local_workers_die_with_a_sigkilled_coordinator(tmp_path: Path) -> None:
     while workers() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert workers() == []
-
-
-# --- the session API, both transports ---------------------------------------------------------------------
-@pytest.mark.parametrize("transport", ["local", "ssh"])
-def test_session_streams_lines_and_ends_on_stdin_close(transport: str, rigs) -> None:
-    if transport == "local":
-        ex = LocalExecutor(NodeConfig(name="local", transport="local", workdir=str(fakerig.REPO_ROOT)))
-    else:
-        (rig,) = rigs(1, gpus=1)
-        ex = executor_for(rig.node_config(), fakerig.cluster_config([rig]).timeouts)
-    script = (
-        "import sys\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)\n"
-        "    print('e', file=sys.stderr, flush=True)\n"
-    )
-    try:
-        session = ex.start([sys.executable, "-c", script], timeout=30)
-        session.write(b"hello\nworld\n")
-        got: list[tuple[str, Any]] = []
-        deadline = time.monotonic() + 10
-        while len([e for e in got if e[0] == "out"]) < 2 and time.monotonic() < deadline:
-            event = session.read(1.0)
-            if event is not None:
-                got.append(event)
-        assert [v for k, v in got if k == "out"] == ["HELLO", "WORLD"]
-        session.close_stdin()
-        assert session.wait(10) and session.exit_code == 0
-        while (event := session.read(0.5)) is not None and event[0] != "exit":
-            pass
-        assert event == ("exit", 0)
-    finally:
-        ex.close()

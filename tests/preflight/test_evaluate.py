@@ -1,9 +1,9 @@
-"""preflight/evaluate.py and the ledger rules on recorded inputs: real rocm-smi 5.2.3 captures and real
-kernel SMU lines (tests/fixtures), parsed as the probe parses them, then judged. No node, no I/O."""
+"""preflight/evaluate.py and the ledger's pure rules on recorded inputs: real rocm-smi 5.2.3 captures and real
+kernel SMU lines (tests/fixtures), parsed as the probe parses them, then judged. No node, no I/O. The rules
+written through each ledger implementation are tests/cluster/test_ledger_contract.py."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,18 +12,13 @@ import pytest
 from cluster.config import ClusterConfig, HealthPolicy, NodeConfig
 from cluster.errors import NodeUnreachableError
 from cluster.gpu.health import GpuHealth, HealthStatus
-from cluster.gpu.kernel_log import KernelCursor, parse_kernel_lines
+from cluster.gpu.kernel_log import parse_kernel_lines
 from cluster.gpu.ledger import (
     CheckAction,
-    CleanupResult,
-    HealthLedger,
-    QuarantineEntry,
-    apply_checks,
     check_action,
     passes_probation,
 )
 from cluster.gpu.rocm_smi import apply_kernel_faults, parse_rocm_json
-from pipeline.store import RunStore
 from preflight.evaluate import (
     evaluate_capacity,
     evaluate_gpus,
@@ -150,68 +145,6 @@ def test_ramdisk_missing_and_stale_copies_are_named() -> None:
     assert any("missing" in r.message for r in results) and any("stale" in r.message for r in results)
     (ok,) = evaluate_ramdisk(rig(), expected, dict(expected))
     assert ok.status == "ok"
-
-
-class MemoryLedger:
-    """The HealthLedger contract over dicts (the run store's SQL version has its own tests)."""
-
-    def __init__(self) -> None:
-        self.quarantined: dict[tuple[str, int], int] = {}
-        self.log: list[tuple[str, int, str]] = []
-        self.cursors: dict[str, KernelCursor] = {}
-        self.cleanups: list[CleanupResult] = []
-        self.probes: dict[str, tuple[float, dict]] = {}
-
-    def entries(self) -> list[QuarantineEntry]:
-        return [QuarantineEntry(n, g, "r", (), "test", 0.0, streak) for (n, g), streak in self.quarantined.items()]
-
-    def quarantine(self, node: str, gpu: int, reason: str, evidence=(), source: str = "manual") -> None:
-        self.quarantined[(node, gpu)] = 0
-        self.log.append((node, gpu, "quarantine"))
-
-    def release(self, node: str, gpu: int, by: str) -> bool:
-        self.log.append((node, gpu, "release"))
-        return self.quarantined.pop((node, gpu), None) is not None
-
-    def record_check(self, node: str, gpu: int, status: str, evidence=()) -> int | None:
-        self.log.append((node, gpu, f"check {status}"))
-        if (node, gpu) not in self.quarantined:
-            return None
-        streak = self.quarantined[(node, gpu)] + 1 if status == "ok" else 0
-        self.quarantined[(node, gpu)] = streak
-        return streak
-
-    def kernel_cursor(self, node: str) -> KernelCursor | None:
-        return self.cursors.get(node)
-
-    def save_kernel_cursor(self, node: str, cursor: KernelCursor, lines=()) -> None:
-        self.cursors[node] = cursor
-
-    def record_cleanup(self, result: CleanupResult) -> None:
-        self.cleanups.append(result)
-
-    def last_probe(self, node: str) -> tuple[float, dict] | None:
-        return self.probes.get(node)
-
-    def save_probe(self, node: str, reading: dict) -> None:
-        self.probes[node] = (time.time(), reading)
-
-
-def test_the_run_store_and_the_memory_ledger_keep_the_whole_ledger_contract(tmp_path) -> None:
-    assert isinstance(MemoryLedger(), HealthLedger)
-    with RunStore(tmp_path / "watcher.db") as store:
-        assert isinstance(store, HealthLedger)
-
-
-def test_ledger_rules_quarantine_then_release_after_probation() -> None:
-    node, ledger = rig(), MemoryLedger()
-    newly, released = apply_checks(ledger, node, recorded("ffff"), set(), probation_checks=2)
-    assert [g.index for g in newly] == [1] and released == []
-    for expected in ([], [(1, 2)]):
-        quarantined = {g for (_, g) in ledger.quarantined}
-        newly, released = apply_checks(ledger, node, recorded("healthy"), quarantined, probation_checks=2)
-        assert newly == [] and released == expected
-    assert ("rig-a", 1) not in ledger.quarantined
 
 
 def test_ledger_rules_leave_excluded_gpus_and_cpu_slots_alone() -> None:
