@@ -128,6 +128,7 @@ def measure(
         ray_base = tmp / "r" if slot_mode == "ray" else None
         if ray_base is not None:
             config = _on_ray(stack, config, ray_base)
+            where += "; chunks through a local Ray cluster, one raylet per node"
         store = stack.enter_context(RunStore(tmp / "bench.db"))
         run = store.create_run(1)
         chunks = [ChunkSpec.of({"value": i, "sleep": work}) for i in range(n_chunks)]

@@ -29,7 +29,7 @@ from sched_helpers import WORKER_ARGV, captured_log, chunks, local_config, local
 from cluster.config import ClusterConfig
 from cluster.errors import ConfigError
 from cluster.scheduler import WorkerPool, run_chunks
-from cluster.scheduler.types import ScheduleReport
+from cluster.scheduler.types import AnswerRejected, ScheduleReport
 from pipeline.store import RunStore
 
 pytestmark = pytest.mark.slow
@@ -122,6 +122,32 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_answers_are_judged_on_the_coordinator(tmp_path: Path, ray_cluster: LocalRay) -> None:
+    """The actor hands answers back unjudged: the caller's validator and answer checks (canaries) run here, and a
+    slot that misses its canary is quarantined as in the other modes."""
+    config = ray_config(tmp_path, ray_cluster, breaker_min_failures=50)
+    checked: list[str] = []
+
+    def verify(payload: dict[str, Any], answer: dict[str, Any]) -> None:
+        checked.append(answer["slot"])
+        if answer["slot"] == "rig-b:1":
+            raise AnswerRejected("the planted seed is missing", kind="canary")
+
+    def validate(answer: dict[str, Any]) -> None:
+        if not isinstance(answer.get("survivors"), list):
+            raise ValueError("survivors must be a list")
+
+    with RunStore(tmp_path / "w.db") as store:
+        run_id = store.create_run(1)
+        report = run(config, chunks(12, sleep=0.2), store, run_id, verify=verify, validate=validate)
+        failures = store.chunk_failures(run_id)
+    assert len(report.results) == 12 and "rig-b:1" not in {r["slot"] for r in report.results.values()}
+    assert len(checked) >= 12 and "rig-b:1" in checked
+    assert [str(s) for s in report.quarantined] == ["rig-b:1"]
+    assert [(f["kind"], f["node"], f["gpu"]) for f in failures] == [("canary", "rig-b", 1)]
+    assert "answer rejected: the planted seed is missing" in failures[0]["error"]
 
 
 def test_a_ray_node_no_configured_node_accounts_for_is_refused(tmp_path: Path, ray_cluster: LocalRay) -> None:
