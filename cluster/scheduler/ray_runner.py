@@ -11,10 +11,11 @@ timeout records are those of `slot_mode: workers`); and every answer is judged h
   out for the call, no attempt counted);
 - worker starts are paced per node by the scheduler (`SlotHost.start_turn`) as in the other modes: the actor
   starts its worker only when asked (`start_worker`);
-- a chunk: one call. While it runs the actor is pinged every quarter of `heartbeat_timeout_s` (progress from
-  the worker's heartbeats comes back that way). The actor enforces the worker's heartbeat and job timeouts
-  itself; the link has its own: no answer to pings for `heartbeat_timeout_s`, or no outcome by the job timeout
-  plus the heartbeat timeout, and the actor is killed (`stale` / `timeout`);
+- a chunk: one call. While it runs the actor is pinged as often as a worker beats (`workers.heartbeat_interval`:
+  a quarter of `heartbeat_timeout_s`, at most 5 s; progress from the worker's heartbeats comes back that way).
+  The actor enforces the worker's heartbeat and job timeouts itself; the link has its own: no answer to pings
+  for `heartbeat_timeout_s`, or no outcome by the job timeout plus the heartbeat timeout, and the actor is
+  killed (`stale` / `timeout`);
 - Ray's faults, each a `ChunkFailure` with Ray's own words, stored by the scheduler before the retry: the actor's
   process died (`exit`; the kernel's OOM killer is then named by the scheduler's SSH probe), Ray's memory monitor
   killed it (`exit`, "OOM-killed by Ray's memory monitor"), its node left the Ray cluster (`transport`; the next
