@@ -178,6 +178,12 @@ def _route_raylet_errors() -> None:
     ray_worker.print_to_stdstream = routed
 
 
+def joined(config: ClusterConfig) -> dict[str, str]:
+    """Join the config's Ray cluster and match its nodes: what `watcher run` does at load, so that a raylet no
+    configured node accounts for (or no cluster at ray.address) stops the run before anything starts."""
+    return connect(config.ray.address).node_ids(config)
+
+
 def disconnect() -> None:
     """Leave the Ray cluster (tests; a coordinator process simply exits)."""
     global _backend

@@ -4,7 +4,8 @@ still go over SSH to the same rigs. The run recovers the planted seed with the s
 workers (`reference_survivors`, shared with test_run_dead_rig.py); with one Ray node removed while a chunk of
 step 1 runs on it, it still does, that chunk redone on the other rig after its failure was stored, and the
 node refused in the later steps. The Ray cluster is
-started once for the module; the removal test is last (it takes rig02's raylet out for good)."""
+started once for the module; the removal test is last (it takes rig02's raylet out for good). And a raylet that
+no configured node accounts for stops `watcher run` at load (exit 78, one line)."""
 
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRay]:
         yield cluster
 
 
-def ray_run(tmp: Path, rigs: list[fakerig.FakeRig], cluster: LocalRay) -> subprocess.Popen:
+def ray_run(tmp: Path, rigs: list[fakerig.FakeRig], cluster: LocalRay, *extra: str) -> subprocess.Popen:
     """`watcher run --from-step 1` on `rigs` (the plan test_run_dead_rig.setup writes), chunks over Ray."""
-    args = setup(tmp, rigs, 2)
+    args = [*setup(tmp, rigs, min(2, 2 * len(rigs))), *extra]
     config = json.loads((tmp / "cluster.json").read_text())
     config["scheduler"]["slot_mode"] = "ray"
     config["ray"] = {"address": cluster.address}
@@ -50,6 +51,17 @@ def ray_run(tmp: Path, rigs: list[fakerig.FakeRig], cluster: LocalRay) -> subpro
     cmd = [sys.executable, "-m", "agents.cli", "--state-dir", str(tmp / "state"), "run", "--from-step", "1", *args]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, env={**env, **LOOPBACK_ENV})  # fmt: skip
+
+
+def test_a_raylet_no_configured_node_accounts_for_stops_the_run_at_load(
+    rigs, tmp_path: Path, ray_cluster: LocalRay
+) -> None:
+    made = rigs(2, gpus=2)
+    proc = ray_run(tmp_path, made[:1], ray_cluster, "--dry-run")  # rig02's raylet is in the cluster, not the config
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 78, out
+    (line,) = [x for x in out.splitlines() if "watcher-node='rig02'" in x]
+    assert "which is no node of distributed_config.json" in line and "fix:" in line
 
 
 def test_a_run_over_ray_recovers_the_seed_with_the_ssh_workers_survivors(
