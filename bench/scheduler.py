@@ -1,7 +1,7 @@
 """Scheduler efficiency: N chunks of equal fixed work over S slots, makespan against the ideal (not a test).
 
     python bench/scheduler.py [--json] [--quick] [--chunks 1000] [--work 0.05] [--mode auto|rigs|local]
-                              [--slot-mode both|workers|per_chunk] [--calls 1] [--no-pool] [--stale]
+                              [--slot-mode both|workers|per_chunk|ray|MODE,MODE] [--calls 1] [--no-pool] [--stale]
 
 Each chunk is one real worker process started through the real executor, with results written to a real
 run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluster/sched_worker.py under
@@ -13,8 +13,12 @@ run store; the worker sleeps `--work` seconds: `--worker python` is tests/cluste
   coordinator_cpu_ms    per chunk, CPU the coordinator process spent (threads, store, spawning)
   median_dispatch_ms    median over chunks of (attempt duration - work): one chunk's own dispatch cost
   worker_processes      distinct processes that answered (workers mode: how many worker starts were paid)
+  ray_cpu_ms            (ray) per chunk, CPU of the local Ray cluster's processes (GCS, raylets, actors): on
+                        rigs the raylets and actors are the nodes', the GCS the head's (often the coordinator)
 slot_mode: "workers" (long-lived slot workers, the default; python worker only: the sh one-liner does not
-speak the serve protocol) and "per_chunk" (a process per chunk), side by side with --slot-mode both.
+speak the serve protocol), "per_chunk" (a process per chunk) and "ray" (slot workers kept by Ray actors: a
+local Ray cluster is started for the row, one raylet per node, labelled with its name; tests/cluster/
+raycluster.py), side by side with --slot-mode both (workers and per_chunk) or a list (workers,ray).
 --calls N: the chunks in N equal run_chunks calls, one after the other, as a step runs its Optuna batches;
 the makespan is the wall time of all of them. In workers mode the calls share one WorkerPool (workers started
 once), unless --no-pool (every call starts and stops its own workers, as before the pool).
@@ -121,11 +125,16 @@ def measure(
                 name: type(ex)(config.node(name)) if ex.node.transport == "local" else ex
                 for name, ex in executors.items()
             }
+        ray_base = tmp / "r" if slot_mode == "ray" else None
+        if ray_base is not None:
+            config = _on_ray(stack, config, ray_base)
+            where += "; chunks through a local Ray cluster, one raylet per node"
         store = stack.enter_context(RunStore(tmp / "bench.db"))
         run = store.create_run(1)
         chunks = [ChunkSpec.of({"value": i, "sleep": work}) for i in range(n_chunks)]
         rounds = [chunks[i * n_chunks // calls : (i + 1) * n_chunks // calls] for i in range(calls)]
-        pool = stack.enter_context(WorkerPool()) if use_pool and slot_mode == "workers" and calls > 1 else None
+        pool = stack.enter_context(WorkerPool()) if use_pool and slot_mode != "per_chunk" and calls > 1 else None
+        ray_before = _ray_cpu(ray_base)
         self_before = resource.getrusage(resource.RUSAGE_SELF)
         results: dict[str, dict[str, Any]] = {}
         makespan = 0.0
@@ -139,6 +148,7 @@ def measure(
             makespan += report.seconds
         self_after = resource.getrusage(resource.RUSAGE_SELF)
         coordinator_cpu = (self_after.ru_utime - self_before.ru_utime) + (self_after.ru_stime - self_before.ru_stime)
+        ray_cpu = _ray_cpu(ray_base) - ray_before
         slots = len(report.slots_used)
         ideal = n_chunks * work / slots
         durations = [row["duration"] or 0.0 for row in store.chunk_rows(run, 1)]
@@ -163,7 +173,37 @@ def measure(
             "coordinator_cpu_ms": round(coordinator_cpu / n_chunks * 1000, 2),
             "median_dispatch_ms": round((statistics.median(durations) - work) * 1000, 2),
             "worker_processes": len({r.get("pid") for r in results.values()}) if worker == "python" else None,
+            "ray_cpu_ms": round(ray_cpu / n_chunks * 1000, 2) if ray_base is not None else None,
         }
+
+
+def _on_ray(stack: ExitStack, config: Any, base: Path) -> Any:
+    """The config with slot_mode ray, over a local Ray cluster of the config's nodes (stopped with the stack)."""
+    from raycluster import LocalRay
+
+    cluster = LocalRay(base, [n.name for n in config.nodes])
+    stack.callback(cluster.stop)
+    cluster.start()
+    data = config.model_dump()
+    data["scheduler"] = {**data["scheduler"], "slot_mode": "ray"}
+    data["ray"] = {"address": cluster.address}
+    return type(config).model_validate(data)
+
+
+def _ray_cpu(base: Path | None) -> float:
+    """CPU seconds used so far by the local Ray cluster's live processes (0 without one)."""
+    if base is None:
+        return 0.0
+    from raycluster import ray_processes
+
+    ticks = 0
+    for pid, _ in ray_processes(base):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure_stale(per_node: int, mode: str, timeout_s: float = 2.0) -> dict[str, Any]:
@@ -226,7 +266,8 @@ def main() -> int:
     parser.add_argument("--per-node", type=int, default=12, help="slots per node (2 nodes)")
     parser.add_argument("--mode", choices=("auto", "rigs", "local"), default="auto")
     parser.add_argument("--worker", choices=("python", "sh", "both"), default="both")
-    parser.add_argument("--slot-mode", choices=("workers", "per_chunk", "both"), default="both")
+    parser.add_argument("--slot-mode", default="both", help="workers, per_chunk, ray, both (workers,per_chunk), "
+                        "or a comma list")  # fmt: skip
     parser.add_argument("--calls", type=int, default=1, help="run the chunks as this many run_chunks calls")
     parser.add_argument("--no-pool", action="store_true", help="with --calls: no WorkerPool between the calls")
     parser.add_argument("--stale", action="store_true", help="also measure the time to notice a stopped worker")
@@ -234,10 +275,12 @@ def main() -> int:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     n_chunks = 240 if args.quick else args.chunks
-    modes = ("workers", "per_chunk") if args.slot_mode == "both" else (args.slot_mode,)
+    modes = ("workers", "per_chunk") if args.slot_mode == "both" else tuple(args.slot_mode.split(","))
+    if not set(modes) <= {"workers", "per_chunk", "ray"}:
+        parser.error(f"--slot-mode {args.slot_mode}: use workers, per_chunk, ray, both or a comma list of them")
     for worker in ("sh", "python") if args.worker == "both" else (args.worker,):
         for slot_mode in modes:
-            if worker == "sh" and slot_mode == "workers":
+            if worker == "sh" and slot_mode != "per_chunk":
                 continue  # a shell one-liner cannot serve chunk after chunk
             started = time.monotonic()
             pool = not args.no_pool
@@ -267,6 +310,8 @@ def show(row: dict[str, Any], as_json: bool) -> None:
         print(f"  median_dispatch_ms    {row['median_dispatch_ms']:.2f}  per chunk, its own attempt minus the work")
         if row["worker_processes"] is not None:
             print(f"  worker_processes      {row['worker_processes']}  distinct processes that answered")
+        if row["ray_cpu_ms"] is not None:
+            print(f"  ray_cpu_ms            {row['ray_cpu_ms']:.2f}  per chunk of the local Ray processes' CPU")
 
 
 if __name__ == "__main__":

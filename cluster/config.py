@@ -6,6 +6,7 @@ fake rigs by rewriting hosts and ports of a loaded model.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -226,8 +227,9 @@ class SchedulerPolicy(_Strict):
     cleanup_script: str = "scripts/cleanup_gpus.sh"
     run_cleanup: bool = True
     # How chunks reach a slot: "workers" keeps one worker process per slot up and feeds it chunk after
-    # chunk (heartbeats, restarts); "per_chunk" starts a fresh worker for every chunk.
-    slot_mode: Literal["workers", "per_chunk"] = "workers"
+    # chunk (heartbeats, restarts); "per_chunk" starts a fresh worker for every chunk; "ray" runs each slot
+    # as a Ray actor pinned to its node and GPU (the `ray` section; needs the `ray` extra).
+    slot_mode: Literal["workers", "per_chunk", "ray"] = "workers"
     # A slot worker silent this long while it has a chunk is declared stale: killed, its chunk retried.
     heartbeat_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     # Seconds between two worker starts on one GPU node (simultaneous HIP initialisation on many GPUs has
@@ -250,6 +252,24 @@ class SchedulerPolicy(_Strict):
             )
         return data
 
+    @field_validator("slot_mode")
+    @classmethod
+    def _ray_installed(cls, mode: str) -> str:
+        """Said at load, not at the first chunk: a run configured for Ray on a machine without it cannot start."""
+        if mode == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError(
+                "'ray' needs Ray, which is not installed here: pip install 'rig-watcher[ray]' "
+                "(or set scheduler.slot_mode to workers)"
+            )
+        return mode
+
+
+class RayConfig(_Strict):
+    """Where the Ray cluster of `scheduler.slot_mode: ray` is. `address` is what `ray.init` takes: "auto" finds
+    the cluster this machine belongs to (`ray start` ran here), "HOST:PORT" names its head (GCS)."""
+
+    address: Annotated[str, Field(min_length=1, pattern=r"^(auto|[A-Za-z0-9._-]+:[0-9]{1,5})$")] = "auto"
+
 
 class ClusterConfig(_Strict):
     """The whole of distributed_config.json."""
@@ -259,6 +279,7 @@ class ClusterConfig(_Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     health: HealthPolicy = Field(default_factory=HealthPolicy)
     scheduler: SchedulerPolicy = Field(default_factory=SchedulerPolicy)
+    ray: RayConfig = Field(default_factory=RayConfig)
 
     @model_validator(mode="after")
     def _check_names(self) -> ClusterConfig:

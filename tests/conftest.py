@@ -1,8 +1,10 @@
 """Suite-wide guard: the tests leave no process behind.
 
-Every process the suite starts (fake rigs' sshd, workers, optuna-dashboard, chromium) works under this
-session's pytest temp directory or names it on its command line. At the end of the session any such
-process still alive is killed and the session fails, naming it, so a leak is fixed where it starts.
+Every process the suite starts (fake rigs' sshd, workers, optuna-dashboard, chromium, the local Ray clusters'
+GCS, raylets, agents and actors) works under this session's pytest temp directory: it names it on its command
+line, or it has a file open there (Ray's processes rename themselves, `ray::IDLE`, but keep their logs open
+under the temp directory they were given). At the end of the session any such process still alive is killed and
+the session fails, naming it, so a leak is fixed where it starts.
 """
 
 from __future__ import annotations
@@ -24,9 +26,24 @@ def _strays(marker: str) -> list[tuple[int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if marker in cmdline:
+        if marker in cmdline or _files_under(entry, marker):
             found.append((int(entry.name), cmdline[:200]))
     return found
+
+
+def _files_under(entry: Path, marker: str) -> bool:
+    """Whether the process has a file open under `marker` (Ray's processes keep their logs open there)."""
+    try:
+        fds = list((entry / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(marker):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

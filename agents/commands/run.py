@@ -15,6 +15,7 @@ from agents.settings import AgentSettings, check_bounds
 from agents.watcher import RunRequest, Supervisor, first_unfinished, plan, resumable_run
 from cluster.config import default_config_path, load_config
 from cluster.errors import EXIT_OK, UsageError
+from cluster.scheduler import ray_backend
 from pipeline.runner import step_for
 from pipeline.spec import PipelineSpec, default_pipeline_path, load_pipeline, load_workload
 from pipeline.store import RunStore
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     )
     steps = plan(spec, request)
     workload = validate_plan(spec, settings, overrides)
+    if config.scheduler.slot_mode == "ray":
+        ray_backend.joined(config)  # a Ray node with no entry in the config is refused now (ConfigError, exit 78)
     if args.dry_run:
         for entry in steps:
             print(

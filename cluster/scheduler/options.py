@@ -31,9 +31,11 @@ class SchedulerOptions:
     (None: no cleanup); min_slots: fewer live slots than this fails the call; fetch_dir / fetch_keys: result
     fields naming a file on the node, copied to fetch_dir (streamed to disk; a file over fetch_max_bytes fails
     the attempt as invalid); progress_key / progress_unit: the result field summed for the progress rate, and
-    its unit; label: names the call in logs and errors; slot_mode: "workers" (one long-lived worker per slot)
-    or "per_chunk" (a process per chunk); worker_lifetime_s: the remote `timeout` of a slot worker (the
-    call's deadline; a worker is replaced between chunks before it runs out)."""
+    its unit; label: names the call in logs and errors; slot_mode: "workers" (one long-lived worker per slot),
+    "per_chunk" (a process per chunk) or "ray" (the slot worker kept by a Ray actor on its node);
+    worker_lifetime_s: the remote `timeout` of a slot worker (the call's deadline; a worker is replaced between
+    chunks before it runs out); ray_backend: a `ray_backend.Backend` for slot_mode "ray" (None: join the
+    cluster at the config's ray.address)."""
 
     worker_argv: Sequence[str]
     min_slots: int = 1
@@ -50,3 +52,4 @@ class SchedulerOptions:
     label: str = "chunks"
     slot_mode: str = "workers"
     worker_lifetime_s: float = 7200.0
+    ray_backend: Any = None

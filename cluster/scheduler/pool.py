@@ -42,9 +42,8 @@ from cluster.errors import SchedulingError
 from cluster.gpu.ledger import HealthLedger
 from cluster.scheduler.cleanup import run_cleanups
 from cluster.scheduler.options import CleanupFn
-from cluster.scheduler.runner import stop_runners
+from cluster.scheduler.runner import PooledRunner, stop_runners
 from cluster.scheduler.types import Slot
-from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor, Session
 
 SPAWN_THREADS = 64  # threads that start workers (each blocks only while its start is in progress)
@@ -52,7 +51,7 @@ SPAWN_THREADS = 64  # threads that start workers (each blocks only while its sta
 
 class WorkerPool:
     def __init__(self) -> None:
-        self.runners: dict[Slot, WorkerRunner] = {}
+        self.runners: dict[Slot, PooledRunner] = {}
         self.closed = False
         self.in_call = False
         # carried from one call to the next (see the module docstring)
@@ -91,7 +90,7 @@ class WorkerPool:
             with self._lock:
                 self.in_call = False
 
-    def runner(self, slot: Slot, executor: Executor, make: Callable[[], WorkerRunner]) -> WorkerRunner:
+    def runner(self, slot: Slot, executor: Executor, make: Callable[[], PooledRunner]) -> PooledRunner:
         """The slot's runner: the pool's own if it was started as `make()` would start it (same command,
         environment and executor), else a new one from `make()` (the old one stopped)."""
         fresh = make()

@@ -11,8 +11,9 @@ the call either returns every result or raises: partial results are never passed
 Resume: chunks the sink already has a result for are not run again (`report.resumed` counts them).
 
 Slots run chunks through long-lived slot workers by default (`slot_mode="workers"`: one worker process per
-slot, heartbeats, restarts; see workers.py) or one process per chunk (`slot_mode="per_chunk"`); the
-keyword overrides the config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
+slot, heartbeats, restarts; see workers.py), one process per chunk (`slot_mode="per_chunk"`), or slot workers
+kept by a Ray actor on each slot's node (`slot_mode="ray"`, see ray_runner.py); the keyword overrides the
+config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
 raises, Ctrl-C included, unless the caller passes a `pool.WorkerPool`: then a call that returns leaves its
 healthy slots' workers up for the next call with the same pool (their GPU cleanup is owed to the pool's
 close), and a call that raises still stops them all.
@@ -38,6 +39,7 @@ from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Valida
 from cluster.scheduler.policy import select_slots
 from cluster.scheduler.pool import WorkerPool
 from cluster.scheduler.progress import Progress
+from cluster.scheduler.ray_backend import Backend
 from cluster.scheduler.slots import SlotScheduler
 from cluster.scheduler.types import ChunkSink, ChunkSpec, ScheduleReport, Slot
 from cluster.transport.base import Executor
@@ -76,6 +78,7 @@ def run_chunks(
     progress_unit: str = "items",
     slot_mode: str | None = None,
     pool: WorkerPool | None = None,
+    ray_backend: Backend | None = None,
 ) -> ScheduleReport:
     """Run every chunk to a validated result, or raise SchedulingError / HaltRequested (never a partial report).
 
@@ -84,9 +87,11 @@ def run_chunks(
     halt_check: polled twice a second, and before anything starts; progress: rich bar (True), log lines (False),
     by TTY (None), or an open `Progress` spanning several calls (a step's rounds: one line for all); cleanup:
     called with a node's executor after each batch ("auto": cluster.gpu.cleanup); min_slots: default the
-    config's health.min_healthy_gpus, at least 1; slot_mode: "workers" or "per_chunk" (default: the config's
-    scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up (workers
-    mode only; see pool.py; None: this call's workers are its own). The rest is described on SchedulerOptions.
+    config's health.min_healthy_gpus, at least 1; slot_mode: "workers", "per_chunk" or "ray" (default: the
+    config's scheduler.slot_mode); pool: an open WorkerPool whose live workers this call reuses and leaves up
+    (workers and ray; see pool.py; None: this call's workers are its own); ray_backend: how slot_mode "ray"
+    reaches Ray (None: this process joins the cluster at the config's ray.address). The rest is described on
+    SchedulerOptions.
     The error raised carries `.report`.
     """
     started = time.monotonic()
@@ -101,9 +106,9 @@ def run_chunks(
         config, slots, len(todo), worker_argv=tuple(worker_argv), min_slots=min_slots, slot_mode=slot_mode,
         validate=validate, verify=verify, ledger=ledger, probe=_resolve_probe(probe, ledger, config),
         cleanup=resolve_cleanup(cleanup, config, ledger), fetch_dir=fetch_dir, fetch_keys=tuple(fetch_keys),
-        progress_key=progress_key, progress_unit=progress_unit, label=label,
+        progress_key=progress_key, progress_unit=progress_unit, label=label, ray_backend=ray_backend,
     )  # fmt: skip
-    if options.slot_mode != "workers":
+    if options.slot_mode == "per_chunk":
         pool = None  # a process per chunk: nothing to keep between calls
     call = Call(config, sink, executors, options, pool, halt_check, progress)
     with pool.call(slots) if pool is not None else contextlib.nullcontext():
@@ -135,8 +140,8 @@ def _options(
             "GPUs are excluded, quarantined or on nodes without an executor; fix: check `watcher gpus` and the config"
         )
     mode = slot_mode or config.scheduler.slot_mode
-    if mode not in ("workers", "per_chunk"):
-        raise SchedulingError(f"{label}: slot_mode {mode!r} is unknown; use 'workers' or 'per_chunk'")
+    if mode not in ("workers", "per_chunk", "ray"):
+        raise SchedulingError(f"{label}: slot_mode {mode!r} is unknown; use 'workers', 'per_chunk' or 'ray'")
     rounds = math.ceil(chunks / len(slots)) if slots else 1
     lifetime = config.timeouts.job * (rounds + 1) * config.scheduler.max_attempts
     return SchedulerOptions(min_slots=needed, slot_mode=mode, label=label, worker_lifetime_s=lifetime,

@@ -7,7 +7,9 @@ stopped from any thread (`begin_stop` / `finish_stop`). Implementations:
 - `cluster.scheduler.per_chunk.PerChunkRunner`: a fresh worker process for every chunk (`slot_mode:
   per_chunk`, the old way);
 - `cluster.scheduler.workers.WorkerRunner`: one long-lived worker per slot fed chunk after chunk, with
-  heartbeats (`slot_mode: workers`, the default).
+  heartbeats (`slot_mode: workers`, the default);
+- `cluster.scheduler.ray_runner.RayRunner`: the same slot worker, kept and fed on its node by a Ray actor
+  (`slot_mode: ray`).
 
 What every implementation promises (tests/cluster/test_slot_runner_contract.py runs one suite on each): the
 same result for the same chunk, and the same failure record for the same fault (a crash is `exit` with the
@@ -15,8 +17,8 @@ worker's code and stderr tail, garbage output `invalid`, a hang `timeout` or, wh
 `stale`, a stop from another thread `transport` and no process left); a worker older than the coordinator, or
 speaking another protocol, raises `WorkerRefused` naming both versions.
 
-slots.SlotScheduler picks one per slot from `slot_mode`; a distributed engine (e.g. actors pinned to GPUs)
-would be one more implementation, chosen there.
+slots.SlotScheduler picks one per slot from `slot_mode`. The two whose worker stays up between chunks are
+`PooledRunner`s: a `pool.WorkerPool` can keep them from one `run_chunks` call to the next.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from cluster.protocol import Hello
+from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
+from cluster.transport.base import Executor
 
 
 class WorkerRefused(Exception):
@@ -83,6 +88,25 @@ class SlotRunner(ABC):
     def live(self) -> bool:
         """Whether a worker process of this slot is up right now."""
         return False
+
+
+class PooledRunner(SlotRunner):
+    """A runner whose worker stays up between chunks, so a `pool.WorkerPool` may keep it across calls."""
+
+    executor: Executor
+    hello: Hello | None  # what the live worker said when it came up (its pid, for logs and tests)
+    # How the pool has it start its worker (PR_SET_PDEATHSIG: a local worker dies with the thread that started
+    # it); a runner whose worker does not hang on a thread of this process ignores it.
+    spawn: Any
+
+    @property
+    @abstractmethod
+    def key(self) -> tuple[Any, ...]:
+        """What the live worker was started as: a call wanting another command or environment gets a new one."""
+
+    @abstractmethod
+    def rebind(self, options: SchedulerOptions, host: SlotHost, lifetime_s: float) -> None:
+        """A new `run_chunks` call takes this runner over: its options and host from here on."""
 
 
 def stop_runners(runners: Iterable[SlotRunner], wait: float = 2.0) -> None:

@@ -1,13 +1,13 @@
 """The slot threads of one `run_chunks` call and the state they share under one condition variable.
 
 Each usable slot runs `slot_loop`: take the best chunk for this slot (pure rules in policy.py), run it through
-the slot's `SlotRunner` (a long-lived worker, a process per chunk, ...), then record the outcome (outcomes.py:
-the order inside a failure is the contract: log in full, store, quarantine if the GPU shows faults, and only
-then put the chunk back on the queue). What they share is held in small objects, each with its own methods:
-the chunks (`board.ChunkQueue`), the slots (`board.SlotTable`), each node's limits (`node_limits.NodeLimits`:
-worker starts, live workers by memory and after an OOM kill, rocm-smi pacing), the GPU cleanups owed
-(`cleanup.CleanupPacer`) and the circuit breaker (`policy.NodeBreaker`). The scheduler is also its runners'
-`SlotHost`.
+the slot's `SlotRunner` (a long-lived worker, a process per chunk, a worker kept by a Ray actor), then record
+the outcome (outcomes.py: the order inside a failure is the contract: log in full, store, quarantine if the GPU
+shows faults, and only then put the chunk back on the queue). What they share is held in small objects, each
+with its own methods: the chunks (`board.ChunkQueue`), the slots (`board.SlotTable`), each node's limits
+(`node_limits.NodeLimits`: worker starts, live workers by memory and after an OOM kill, rocm-smi pacing), the
+GPU cleanups owed (`cleanup.CleanupPacer`) and the circuit breaker (`policy.NodeBreaker`). The scheduler is also
+its runners' `SlotHost`.
 
 With a `pool.WorkerPool` the slots' runners are the pool's (live workers are reused, see pool.py): a slot
 that ends because the call's work is done leaves its worker up; one that ends for any other reason (its GPU
@@ -27,6 +27,7 @@ from loguru import logger
 from cluster.config import ClusterConfig
 from cluster.errors import SchedulingError
 from cluster.files import installed_version
+from cluster.scheduler import ray_backend
 from cluster.scheduler.board import ChunkQueue, SlotTable
 from cluster.scheduler.cleanup import CleanupPacer, run_cleanups
 from cluster.scheduler.node_limits import NodeLimits
@@ -35,7 +36,9 @@ from cluster.scheduler.outcomes import Outcomes
 from cluster.scheduler.per_chunk import PerChunkRunner
 from cluster.scheduler.policy import NodeBreaker, QueuedChunk
 from cluster.scheduler.pool import WorkerPool
-from cluster.scheduler.runner import SlotRunner, stop_runners
+from cluster.scheduler.ray_backend import Backend
+from cluster.scheduler.ray_runner import RayRunner
+from cluster.scheduler.runner import PooledRunner, SlotRunner, stop_runners
 from cluster.scheduler.types import ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
 from cluster.transport.base import Executor
@@ -55,12 +58,17 @@ class SlotScheduler(Outcomes):
     ) -> None:
         self.config = config
         self.policy = config.scheduler
-        self.pool = pool if options.slot_mode == "workers" else None
+        self.pool = pool if options.slot_mode != "per_chunk" else None
         self.sink = sink
         self.executors = executors
         self.options = options
         self.cond = threading.Condition()
         self.version = installed_version()
+        self.ray: Backend | None = None
+        self.ray_nodes: dict[str, str] = {}  # node name -> its Ray node's id (slot_mode ray)
+        if options.slot_mode == "ray":
+            self.ray = options.ray_backend or ray_backend.connect(config.ray.address)
+            self.ray_nodes = self.ray.node_ids(config)
         self.chunks = ChunkQueue(todo, options.progress_key)
         self.breaker = NodeBreaker(self.policy)
         self.inflight: dict[str, int] = {node: 0 for node in executors}
@@ -80,7 +88,12 @@ class SlotScheduler(Outcomes):
             return PerChunkRunner(executor, node, slot, options=self.options, timeouts=self.config.timeouts,
                                   version=self.version)  # fmt: skip
 
-        def make() -> WorkerRunner:
+        def make() -> PooledRunner:
+            if self.ray is not None:
+                return RayRunner(
+                    self.ray, executor, node, slot, node_id=self.ray_nodes.get(slot.node), options=self.options,
+                    policy=self.policy, timeouts=self.config.timeouts, host=self, version=self.version,
+                )  # fmt: skip
             return WorkerRunner(
                 executor, node, slot, options=self.options, policy=self.policy, timeouts=self.config.timeouts,
                 host=self, lifetime_s=self.options.worker_lifetime_s, version=self.version,

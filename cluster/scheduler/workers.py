@@ -47,7 +47,7 @@ from cluster.protocol import (
 from cluster.scheduler.attempt import chunk_failure_factory, judge, slot_env, worker_command
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.policy import backoff_delay
-from cluster.scheduler.runner import SlotHost, SlotRunner, WorkerRefused
+from cluster.scheduler.runner import PooledRunner, SlotHost, WorkerRefused
 from cluster.scheduler.streams import ChunkStderr, drain, drain_idle, tail_until
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.transport.base import Executor, Session, render_command
@@ -64,7 +64,7 @@ def heartbeat_interval(timeout_s: float) -> float:
     return min(5.0, max(0.05, timeout_s / 4))
 
 
-class WorkerRunner(SlotRunner):
+class WorkerRunner(PooledRunner):
     def __init__(
         self,
         executor: Executor,
@@ -150,6 +150,15 @@ class WorkerRunner(SlotRunner):
             return failure("transport", f"cannot send the chunk to the slot worker: {err}",
                            stderr_tail=self.stderr.tail())  # fmt: skip
         return self._await(session, seq, chunk, failure, mark)
+
+    def warm(self, chunk: ChunkSpec, attempt: int) -> ChunkFailure | None:
+        """Bring the worker up now if it is not, before `chunk` is sent (a Ray slot actor runs this runner on
+        the node and has the coordinator pace its starts): None once it is up, else why it is not (the
+        failure `run` would have returned for the chunk); raises WorkerRefused as `run` does."""
+        if self._usable_session() is not None:
+            return None
+        started = self._start(chunk_failure_factory(chunk, attempt, self.slot, self.command))
+        return started if isinstance(started, ChunkFailure) else None
 
     def _usable_session(self) -> Session | None:
         """The live worker if it may take the next chunk: not one that broke the protocol while idle, died

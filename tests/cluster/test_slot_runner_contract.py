@@ -5,7 +5,8 @@ stopped from another, over a real local executor and real worker processes (test
 Every implementation must give the same answer for the same chunk and the same failure record for the same
 fault: a crash, garbage on stdout, a failed job, a bad job spec, a hang (SIGSTOP), an old worker, a stop from
 another thread; and it must leave no process behind. A new implementation is proved by adding its factory
-to `RUNNERS`.
+to `RUNNERS`. The Ray runner's slot `a:0` is on raylet `a` of a local two-node Ray cluster (tests/cluster/
+raycluster.py), started once for the module and only when a Ray case runs.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sched_helpers import WORKER_ARGV, executions
+from raycluster import local_ray
+from sched_helpers import WORKER_ARGV, executions, local_config
 
 from cluster.config import ClusterConfig, NodeConfig, parse_config
+from cluster.files import installed_version
+from cluster.scheduler import ray_backend
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.per_chunk import PerChunkRunner
+from cluster.scheduler.ray_runner import RayRunner
 from cluster.scheduler.runner import SlotRunner, WorkerRefused
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner
@@ -67,6 +72,7 @@ class RunnerEnv:
     executor: Executor
     options: SchedulerOptions
     host: Host
+    ray: tuple[ray_backend.Backend, dict[str, str]] | None = None  # the Ray link and node ids, for the Ray runner
 
 
 def per_chunk(env: RunnerEnv) -> SlotRunner:
@@ -78,8 +84,28 @@ def workers(env: RunnerEnv) -> SlotRunner:
                         timeouts=env.config.timeouts, host=env.host, lifetime_s=60.0)  # fmt: skip
 
 
+def ray(env: RunnerEnv) -> SlotRunner:
+    assert env.ray is not None
+    backend, ids = env.ray
+    runner = RayRunner(backend, env.executor, env.node, SLOT, node_id=ids["a"], options=env.options,
+                       policy=env.config.scheduler, timeouts=env.config.timeouts, host=env.host,
+                       version=installed_version())  # fmt: skip
+    assert runner.place() is None  # the actor's process start through the raylet is not what the suite times
+    return runner
+
+
+ray.needs_ray = True  # type: ignore[attr-defined]
+
 # Every SlotRunner implementation, by the slot_mode that selects it.
-RUNNERS: dict[str, Callable[[RunnerEnv], SlotRunner]] = {"per_chunk": per_chunk, "workers": workers}
+RUNNERS: dict[str, Callable[[RunnerEnv], SlotRunner]] = {"per_chunk": per_chunk, "workers": workers, "ray": ray}
+
+
+@pytest.fixture(scope="module")
+def ray_link(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ray_backend.Backend, dict[str, str]]]:
+    """Two raylets, `a` and `b` (two slots each), and this process joined to them as the coordinator is."""
+    with local_ray(tmp_path_factory.getbasetemp() / "rayc", ["a", "b"]) as cluster:
+        backend = ray_backend.connect(cluster.address)
+        yield backend, backend.node_ids(local_config(cluster.base, {"a": 2, "b": 2}))
 
 
 def _config(workdir: Path, env: dict[str, str] | None = None, job_timeout: float = JOB_TIMEOUT_S) -> ClusterConfig:
@@ -97,16 +123,18 @@ def runner_factory(request: pytest.FixtureRequest) -> Callable[[RunnerEnv], Slot
 
 @pytest.fixture
 def make_runner(
-    runner_factory: Callable[[RunnerEnv], SlotRunner], tmp_path: Path
+    runner_factory: Callable[[RunnerEnv], SlotRunner], tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., SlotRunner]]:
     """`make_runner(env={...}, job_timeout=s)`: a runner of the implementation under test on slot a:0 (stopped
     at teardown)."""
     made: list[SlotRunner] = []
+    link = request.getfixturevalue("ray_link") if getattr(runner_factory, "needs_ray", False) else None
 
     def make(env: dict[str, str] | None = None, job_timeout: float = JOB_TIMEOUT_S) -> SlotRunner:
         config = _config(tmp_path, env, job_timeout)
         options = SchedulerOptions(worker_argv=WORKER_ARGV, slot_mode="contract")
-        runner = runner_factory(RunnerEnv(config, config.nodes[0], LocalExecutor(config.nodes[0]), options, Host()))
+        env_ = RunnerEnv(config, config.nodes[0], LocalExecutor(config.nodes[0]), options, Host(), link)
+        runner = runner_factory(env_)
         made.append(runner)
         return runner
 
