@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from agents.logging_setup import reader_left, safe_defaults
+from agents.logging_setup import console_main
 from cluster.errors import EXIT_USAGE, WatcherError
 from cluster.text import printable
 
@@ -54,13 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with safe_defaults():
-        try:
-            code = _main(argv)
-            sys.stdout.flush()  # inside the try: a reader gone before the last buffered write is caught here
-            return code
-        except BrokenPipeError:
-            return reader_left()
+    return console_main(_main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:

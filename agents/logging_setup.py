@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -55,6 +55,17 @@ def safe_defaults() -> Iterator[None]:
 
 
 EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
+
+
+def console_main(body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
+    """How every console script runs its body: under `safe_defaults`, and quietly when its reader leaves early."""
+    with safe_defaults():
+        try:
+            code = body(argv)
+            sys.stdout.flush()  # inside the try: a reader gone before the last buffered write is caught here
+            return code
+        except BrokenPipeError:
+            return reader_left()
 
 
 def reader_left() -> int:

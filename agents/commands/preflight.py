@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents.commands.run import validate_plan
-from agents.logging_setup import reader_left, safe_defaults
+from agents.logging_setup import console_main
 from agents.settings import AgentSettings
 from cluster.config import default_config_path, load_config
 from cluster.errors import WatcherError
@@ -58,13 +58,7 @@ def render(report: PreflightReport) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    with safe_defaults():
-        try:
-            code = _main(argv)
-            sys.stdout.flush()  # inside the try: a reader gone before the last buffered write is caught here
-            return code
-        except BrokenPipeError:
-            return reader_left()
+    return console_main(_main, argv)
 
 
 def _main(argv: Sequence[str] | None) -> int:
