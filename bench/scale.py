@@ -212,7 +212,7 @@ def _calibrate_ray(base: Path, rounds: int) -> dict[str, Any]:
     try:
         import ray
 
-        from cluster.scheduler import ray_backend
+        from cluster.scheduler.ray_slots import backend as ray_backend
 
         ray_backend.connect(cluster_.address)
         echo = ray.remote(num_cpus=0)(_Echo).remote()

@@ -1,7 +1,7 @@
 """In-process stand-ins for the far side of the two links, for bench/scale.py (not a test double: a model).
 
 The coordinator side is the real code: `run_chunks`, its slot threads, and the real runner of each design
-(`workers.WorkerRunner` for SSH workers, `ray_runner.RayRunner` for Ray). Only what lives on the nodes and on the
+(`workers.WorkerRunner` for SSH workers, `ray_slots.runner.RayRunner` for Ray). Only what lives on the nodes and on the
 wire is modelled, by one timer thread (`Nodes`) that delivers each reply `latency_s` (plus `chunk_s` for a chunk)
 after the request; its CPU is not the coordinator's and is subtracted (bench/scale.py).
 
@@ -11,7 +11,7 @@ What each link costs the coordinator is kept as it is in the real thing:
   every 0.5 s when idle (cluster/transport/ssh_session.py polls so); heartbeats every quarter of the heartbeat
   timeout from every live worker; `msg_cpu_s` of CPU for each line sent or received (paramiko's packet work,
   measured by `bench/scale.py --calibrate`);
-- Ray (`RayLink`, a `ray_backend.Backend`): no thread per node or per slot on the coordinator; `call_cpu_s` of
+- Ray (`RayLink`, a `ray_slots.backend.Backend`): no thread per node or per slot on the coordinator; `call_cpu_s` of
   CPU for each call submitted and each result taken (the Ray driver's work, measured the same way). Ray's own
   fixed driver threads are not modelled (`--calibrate` counts them).
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 from cluster.config import ClusterConfig, NodeConfig
 from cluster.protocol import PROTOCOL, STDERR_MARK, Envelope, Frame, Heartbeat, Hello
-from cluster.scheduler.ray_backend import Backend
+from cluster.scheduler.ray_slots.backend import Backend
 from cluster.transport.base import CommandResult, Executor, Session
 
 

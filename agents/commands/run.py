@@ -15,7 +15,7 @@ from agents.settings import AgentSettings, check_bounds
 from agents.watcher import RunRequest, Supervisor, first_unfinished, plan, resumable_run
 from cluster.config import default_config_path, load_config
 from cluster.errors import EXIT_OK, UsageError
-from cluster.scheduler import ray_backend
+from cluster.scheduler.ray_slots import backend as ray_backend
 from pipeline.runner import step_for
 from pipeline.spec import PipelineSpec, default_pipeline_path, load_pipeline, load_workload
 from pipeline.store import RunStore

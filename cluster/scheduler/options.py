@@ -34,7 +34,7 @@ class SchedulerOptions:
     its unit; label: names the call in logs and errors; slot_mode: "workers" (one long-lived worker per slot),
     "per_chunk" (a process per chunk) or "ray" (the slot worker kept by a Ray actor on its node);
     worker_lifetime_s: the remote `timeout` of a slot worker (the call's deadline; a worker is replaced between
-    chunks before it runs out); ray_backend: a `ray_backend.Backend` for slot_mode "ray" (None: join the
+    chunks before it runs out); ray_backend: a `ray_slots.backend.Backend` for slot_mode "ray" (None: join the
     cluster at the config's ray.address)."""
 
     worker_argv: Sequence[str]

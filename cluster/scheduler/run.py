@@ -12,7 +12,7 @@ Resume: chunks the sink already has a result for are not run again (`report.resu
 
 Slots run chunks through long-lived slot workers by default (`slot_mode="workers"`: one worker process per
 slot, heartbeats, restarts; see workers.py), one process per chunk (`slot_mode="per_chunk"`), or slot workers
-kept by a Ray actor on each slot's node (`slot_mode="ray"`, see ray_runner.py); the keyword overrides the
+kept by a Ray actor on each slot's node (`slot_mode="ray"`, see ray_slots/runner.py); the keyword overrides the
 config's `scheduler.slot_mode`. Every worker is stopped before the call returns or
 raises, Ctrl-C included, unless the caller passes a `pool.WorkerPool`: then a call that returns leaves its
 healthy slots' workers up for the next call with the same pool (their GPU cleanup is owed to the pool's
@@ -39,7 +39,7 @@ from cluster.scheduler.options import CleanupFn, Probe, SchedulerOptions, Valida
 from cluster.scheduler.policy import select_slots
 from cluster.scheduler.pool import WorkerPool
 from cluster.scheduler.progress import Progress
-from cluster.scheduler.ray_backend import Backend
+from cluster.scheduler.ray_slots.backend import Backend
 from cluster.scheduler.slots import SlotScheduler
 from cluster.scheduler.types import ChunkSink, ChunkSpec, ScheduleReport, Slot
 from cluster.transport.base import Executor

@@ -8,7 +8,7 @@ stopped from any thread (`begin_stop` / `finish_stop`). Implementations:
   per_chunk`, the old way);
 - `cluster.scheduler.workers.WorkerRunner`: one long-lived worker per slot fed chunk after chunk, with
   heartbeats (`slot_mode: workers`, the default);
-- `cluster.scheduler.ray_runner.RayRunner`: the same slot worker, kept and fed on its node by a Ray actor
+- `cluster.scheduler.ray_slots.runner.RayRunner`: the same slot worker, kept and fed on its node by a Ray actor
   (`slot_mode: ray`).
 
 What every implementation promises (tests/cluster/test_slot_runner_contract.py runs one suite on each): the

@@ -27,7 +27,6 @@ from loguru import logger
 from cluster.config import ClusterConfig
 from cluster.errors import SchedulingError
 from cluster.files import installed_version
-from cluster.scheduler import ray_backend
 from cluster.scheduler.board import ChunkQueue, SlotTable
 from cluster.scheduler.cleanup import CleanupPacer, run_cleanups
 from cluster.scheduler.node_limits import NodeLimits
@@ -36,8 +35,9 @@ from cluster.scheduler.outcomes import Outcomes
 from cluster.scheduler.per_chunk import PerChunkRunner
 from cluster.scheduler.policy import NodeBreaker, QueuedChunk
 from cluster.scheduler.pool import WorkerPool
-from cluster.scheduler.ray_backend import Backend
-from cluster.scheduler.ray_runner import RayRunner
+from cluster.scheduler.ray_slots import backend as ray_backend
+from cluster.scheduler.ray_slots.backend import Backend
+from cluster.scheduler.ray_slots.runner import RayRunner
 from cluster.scheduler.runner import PooledRunner, SlotRunner, stop_runners
 from cluster.scheduler.types import ChunkSink, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner

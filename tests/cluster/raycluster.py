@@ -2,7 +2,7 @@
 
 Each Ray node is one raylet on this machine, labelled `watcher-node=<name>` so that it stands for the configured
 node of that name (several raylets share 127.0.0.1, so the address cannot tell them apart). The first node is
-the head (GCS); the coordinator (this process) joins through `cluster.scheduler.ray_backend.connect`, as
+the head (GCS); the coordinator (this process) joins through `cluster.scheduler.ray_slots.backend.connect`, as
 `watcher run` does. Loopback only: Ray otherwise swaps 127.0.0.1 for the machine's address
 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` keeps it on loopback, in this process and in every process it starts).
 
@@ -110,7 +110,7 @@ class LocalRay:
 
     def stop(self, wait: float = 20.0) -> list[tuple[int, str]]:
         """Every Ray process of this cluster ended; returns those that had to be killed (none, normally)."""
-        from cluster.scheduler import ray_backend
+        from cluster.scheduler.ray_slots import backend as ray_backend
 
         try:
             ray_backend.disconnect()

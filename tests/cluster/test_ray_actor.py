@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sched_helpers import WORKER_ARGV, local_config
 
 from cluster.files import installed_version
-from cluster.scheduler.ray_actor import SlotActor, on_node, start_ticks
+from cluster.scheduler.ray_slots.actor import SlotActor, on_node, start_ticks
 
 
 def _actor(tmp_path: Path, env: dict[str, str] | None = None, **policy: Any) -> SlotActor:

@@ -10,7 +10,7 @@ import pytest
 
 from cluster.config import load_config, parse_config
 from cluster.errors import ConfigError
-from cluster.scheduler.ray_nodes import RayNode, match_nodes
+from cluster.scheduler.ray_slots.nodes import RayNode, match_nodes
 
 HOSTS = {"rig-a.lan": {"10.0.0.5"}, "rig-b.lan": {"10.0.0.6"}}
 

@@ -26,10 +26,10 @@ from sched_helpers import WORKER_ARGV, executions, local_config
 
 from cluster.config import ClusterConfig, NodeConfig, parse_config
 from cluster.files import installed_version
-from cluster.scheduler import ray_backend
 from cluster.scheduler.options import SchedulerOptions
 from cluster.scheduler.per_chunk import PerChunkRunner
-from cluster.scheduler.ray_runner import RayRunner
+from cluster.scheduler.ray_slots import backend as ray_backend
+from cluster.scheduler.ray_slots.runner import RayRunner
 from cluster.scheduler.runner import SlotRunner, WorkerRefused
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.scheduler.workers import WorkerRunner

@@ -2,11 +2,11 @@
 
 Only the link changes. The scheduler's policy (queue, retries, quarantine, breaker, cleanup, progress, the store)
 is the same code as in the other modes; the slot worker is the same process, kept on the node by the slot's
-actor (ray_actor.py: a `WorkerRunner` over the node's local executor, so its exit codes, stderr tails, stale and
+actor (actor.py: a `WorkerRunner` over the node's local executor, so its exit codes, stderr tails, stale and
 timeout records are those of `slot_mode: workers`); and every answer is judged here, on the coordinator, by
 `attempt.judge` (validator, answer checks, canaries, result files fetched over the node's executor). Per slot:
 - placement: on the slot's first chunk an actor is placed on the Ray node that is the slot's configured node
-  (ray_nodes.py) and says hello within the heartbeat timeout (at least PLACE_MIN_S) plus the connect timeout;
+  (nodes.py) and says hello within the heartbeat timeout (at least PLACE_MIN_S) plus the connect timeout;
   a node with no live Ray node, or whose watcher is older than the coordinator's, is refused (`WorkerRefused`:
   out for the call, no attempt counted);
 - worker starts are paced per node by the scheduler (`SlotHost.start_turn`) as in the other modes: the actor
@@ -42,7 +42,7 @@ from cluster.errors import TransportError
 from cluster.protocol import Hello, count, version_older
 from cluster.scheduler.attempt import chunk_failure_factory, judge, worker_command
 from cluster.scheduler.options import SchedulerOptions
-from cluster.scheduler.ray_backend import Backend
+from cluster.scheduler.ray_slots.backend import Backend
 from cluster.scheduler.runner import PooledRunner, SlotHost, WorkerRefused
 from cluster.scheduler.types import ChunkFailure, ChunkSpec, Slot
 from cluster.scheduler.workers import heartbeat_interval

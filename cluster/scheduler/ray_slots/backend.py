@@ -18,8 +18,8 @@ from loguru import logger
 
 from cluster.config import ClusterConfig
 from cluster.errors import ConfigError, SchedulingError
-from cluster.scheduler.ray_actor import SlotActor
-from cluster.scheduler.ray_nodes import RayNode, match_nodes
+from cluster.scheduler.ray_slots.actor import SlotActor
+from cluster.scheduler.ray_slots.nodes import RayNode, match_nodes
 
 INSTALL_HINT = "pip install 'rig-watcher[ray]'"
 NAMESPACE = "watcher"
@@ -30,7 +30,7 @@ class Backend(ABC):
 
     @abstractmethod
     def node_ids(self, config: ClusterConfig) -> dict[str, str]:
-        """Configured node name -> its live Ray node's id (ray_nodes.match_nodes; ConfigError for a stray node)."""
+        """Configured node name -> its live Ray node's id (nodes.match_nodes; ConfigError for a stray node)."""
 
     @abstractmethod
     def alive(self, node_id: str) -> bool:
@@ -38,7 +38,7 @@ class Backend(ABC):
 
     @abstractmethod
     def create(self, node_id: str, name: str, *args: Any) -> Any:
-        """A slot actor placed on exactly that node (never elsewhere): `ray_actor.SlotActor(*args)` there."""
+        """A slot actor placed on exactly that node (never elsewhere): `actor.SlotActor(*args)` there."""
 
     @abstractmethod
     def call(self, actor: Any, method: str, *args: Any) -> Any:

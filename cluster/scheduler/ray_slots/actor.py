@@ -1,7 +1,7 @@
 """The slot's Ray actor: on the slot's node, it keeps the slot worker up and feeds it, as the coordinator does
 over SSH in `slot_mode: workers`.
 
-A slot's actor is one Ray worker process on the slot's node (ray_runner.py places it there). It does no GPU work
+A slot's actor is one Ray worker process on the slot's node (runner.py places it there). It does no GPU work
 itself: it runs a `workers.WorkerRunner` over the node's own `LocalExecutor`, so the slot worker is the very
 `python -m pipeline.worker --serve JOBS_MODULE` process of the other modes, started with the slot's environment
 (HIP_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES from the operators' config; the actor asks Ray for no GPU, so Ray
@@ -11,10 +11,10 @@ worker printed, or the failure's fields, or why the worker is refused. The coord
 itself (`attempt.judge`: schema, recomputation, canaries), so a node is trusted no more than over SSH.
 
 What only Ray adds is the link: the actor's death, its node leaving the cluster, a call that never returns are
-what the coordinator hears from Ray (ray_runner.py). The worker dies with the actor (PR_SET_PDEATHSIG on the
+what the coordinator hears from Ray (runner.py). The worker dies with the actor (PR_SET_PDEATHSIG on the
 actor's spawner thread), so nothing is left on a rig after its actor or the coordinator is gone.
 
-Nothing here imports Ray: ray_backend.py makes the class an actor, and tests drive it in-process as it is.
+Nothing here imports Ray: backend.py makes the class an actor, and tests drive it in-process as it is.
 """
 
 from __future__ import annotations

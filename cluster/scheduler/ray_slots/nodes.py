@@ -8,7 +8,7 @@ over SSH to the configured nodes, so every Ray node that could run a slot's acto
 - a live Ray node that matches no configured node is refused (ConfigError, one line): work could land where
   no health check reaches. Several raylets on one address (or several configured nodes on one host) need the
   label, since an address cannot tell them apart.
-A configured node with no live Ray node simply has no actors: its slots refuse work (see ray_runner.py).
+A configured node with no live Ray node simply has no actors: its slots refuse work (see ray_slots/runner.py).
 """
 
 from __future__ import annotations
