@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from seed_lists import scattered
 
 from pipeline.prng.generators.reference import GENERATORS, generate
 from pipeline.prng.sieve import SieveSpec, sieve_range, verify_seeds
@@ -82,10 +83,12 @@ def test_all_paths_agree(case: tuple[SieveSpec, int, int]) -> None:
     expected = reference_sieve(spec, range(start, end))
     fast = sieve_range(spec, start, end, device="cpu", path="fast")
     fallback = sieve_range(spec, start, end, device="cpu", path="fallback")
-    verified = verify_seeds(spec, np.arange(start, end), device="cpu")
+    picked = scattered(start, end)
     assert fast.survivors() == expected
     assert fallback.survivors() == expected
-    assert verified.survivors() == expected
+    wanted = [s for s in expected if s[0] in set(picked.tolist())]
+    assert verify_seeds(spec, picked, device="cpu").survivors() == wanted  # numba, run by run
+    assert verify_seeds(spec, picked, device="cpu", path="fallback").survivors() == wanted
     assert fast.seeds_tested == fallback.seeds_tested == end - start
 
 
@@ -112,6 +115,22 @@ def test_planted_seed_found_at_its_skip_both_directions(generator: str) -> None:
     for s in (spec, reverse):
         for path in ("fast", "fallback"):
             assert (seed, 2, 8) in sieve_range(s, lo, hi, device="cpu", path=path).survivors()
+
+
+def test_verify_seeds_scores_runs_with_numba_and_a_scattered_list_with_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short or clustered list is scored by the range kernels run by run (no torch import); one scattered past
+    MAX_VERIFY_RUNS goes to the torch batches; both answer what the reference does."""
+    from pipeline.prng.sieve import dispatch
+
+    spec = SieveSpec("mt19937", (0, 1, 0, 1, 1), 0.2, modulus=2, skip_max=1)
+    picked = scattered(0, 600)
+    expected = reference_sieve(spec, picked.tolist())
+    clustered = verify_seeds(spec, picked, device="cpu")
+    assert (clustered.path, clustered.survivors()) == ("fast", expected)
+    monkeypatch.setattr(dispatch, "MAX_VERIFY_RUNS", len(dispatch.seed_runs(picked)) - 1)
+    spread = verify_seeds(spec, picked, device="cpu")
+    assert (spread.path, spread.survivors()) == ("fallback", expected)
+    assert dispatch.seed_runs(np.array([3, 4, 5, 9, 11, 12])) == [(3, 6), (9, 10), (11, 13)]
 
 
 def test_every_seed_survives_when_modulus_two_and_low_threshold() -> None:

@@ -29,6 +29,9 @@ __all__ = ["GENERATORS", "PATHS", "SieveResult", "SieveSpec", "generate", "sieve
 
 PATHS = ("auto", "fast", "fallback", "reference")
 VERIFY_CHUNK = 1 << 16
+# verify_seeds on cpu runs the numba range kernels once per run of consecutive seeds (~0.1 ms a call); a list more
+# scattered than this goes to the torch batches instead
+MAX_VERIFY_RUNS = 4096
 
 
 @dataclass
@@ -182,7 +185,9 @@ def sieve_range(spec: SieveSpec, start: int, end: int, *, device: str | None = N
 def verify_seeds(
     spec: SieveSpec, seeds: Sequence[int] | np.ndarray, *, device: str | None = None, path: str = "auto"
 ) -> SieveResult:
-    """Score an explicit candidate list (any positions); duplicates are dropped, output sorted by seed."""
+    """Score an explicit candidate list (any positions); duplicates are dropped, output sorted by seed. On cpu the
+    numba kernels of sieve_range score it run by run (at most MAX_VERIFY_RUNS runs of consecutive seeds), else the
+    torch batches."""
     arr = np.unique(np.asarray(seeds, dtype=np.int64).ravel())
     if arr.size and (arr[0] < 0 or arr[-1] >= MAX_SEED):
         raise SieveSpecError("seeds must all lie in [0, 2**32)")
@@ -190,6 +195,10 @@ def verify_seeds(
     if path not in PATHS:
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     t0 = time.perf_counter()
+    if path in ("auto", "fast") and device.startswith("cpu") and numba_available():
+        runs = seed_runs(arr)
+        if len(runs) <= MAX_VERIFY_RUNS:
+            return _verify_by_runs(spec, runs, int(arr.size), t0)
     if spec.mapped:
         return _mapped(spec, arr, device, "reference" if path == "reference" else "fallback", t0)
     if spec.variable:
@@ -220,6 +229,31 @@ def verify_seeds(
         used = "fallback"
     out = _sorted(*arrays)
     return SieveResult(*out, seeds_tested=int(arr.size), seconds=time.perf_counter() - t0, path=used, device=device)
+
+
+def seed_runs(seeds: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of consecutive seeds in a sorted, duplicate-free array."""
+    if not seeds.size:
+        return []
+    breaks = np.flatnonzero(np.diff(seeds) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [seeds.size]))
+    return [(int(seeds[a]), int(seeds[b - 1]) + 1) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+
+
+def _verify_by_runs(spec: SieveSpec, runs: list[tuple[int, int]], tested: int, t0: float) -> SieveResult:
+    """verify_seeds on cpu: the numba kernels of sieve_range over each run of consecutive seeds, so an explicit list
+    is scored by the very code that sieved the range (and a worker or coordinator never imports torch, ~2 s, to
+    re-check a few survivors)."""
+    parts = [sieve_range(spec, lo, hi, device="cpu", path="fast") for lo, hi in runs]
+    empty = np.empty(0, dtype=np.int64)
+    seeds, skips, matches = (np.concatenate([empty, *(getattr(p, f) for p in parts)]) for f in ("seeds", "skips",
+                                                                                              "matches"))  # fmt: skip
+    sequences = None
+    if spec.variable:
+        sequences = np.concatenate([np.empty((0, spec.scan_length), dtype=np.int64),
+                                    *(p.skip_sequences for p in parts if p.skip_sequences is not None)])  # fmt: skip
+    return SieveResult(seeds, skips, matches, tested, time.perf_counter() - t0, "fast", "cpu", sequences)
 
 
 def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
