@@ -5,10 +5,8 @@ and finished chunks are not redone, trials left RUNNING are marked FAIL and the 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,35 +14,19 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
+from operator_helpers import ENV, REPO, cli, tiny
 
 from cluster.errors import StoreError
 from pipeline.store import RunStore
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ENV = {k: v for k, v in os.environ.items() if k not in {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"}}
 TRIALS = 24
 
 
 def setup(tmp: Path) -> list[str]:
-    """The shipped history and steps on a narrowed envelope; step 1 gets no retry, so its window is the
-    prior one whatever its sample finds, and an interrupted and an uninterrupted run must agree."""
-    spec = yaml.safe_load((REPO / "pipeline.yaml").read_text())
-    spec["data"].update(history=str(REPO / "data" / "history.json"), offset_range=[6, 8], skip_range=[1, 2])
-    spec["steps"][0]["params"].update(trials=TRIALS, max_seeds=20_000)
-    spec["steps"][1]["params"]["chunk_seeds"] = 1 << 19
-    spec["steps"][2]["params"]["trials"] = 6
-    spec["agent"]["limits"] = {"retries_per_step": 0, "total_retries": 0}
-    (tmp / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    config = json.loads((REPO / "distributed_config.json").read_text())
-    config["nodes"][0]["ramdisk_path"] = str(tmp / "ramdisk")
-    (tmp / "cluster.json").write_text(json.dumps(config))
-    return ["--pipeline", str(tmp / "pipeline.yaml"), "--config", str(tmp / "cluster.json")]
-
-
-def cli(tmp: Path) -> list[str]:
-    return [sys.executable, "-m", "agents.cli", "--state-dir", str(tmp / "state")]
+    """The shipped history and steps on a narrowed envelope (operator_helpers.tiny); step 1 gets no retry, so its
+    window is the prior one whatever its sample finds, and an interrupted and an uninterrupted run must agree."""
+    return tiny(tmp, trials=TRIALS)
 
 
 def run(tmp: Path, *args: str) -> subprocess.CompletedProcess:
