@@ -24,8 +24,8 @@ def warm_kernels(data: DataSpec, train: list[int], say: Callable[[str], None]) -
         from numba.core import event
     except ImportError:
         return None
-    from pipeline.prng.sieve import SieveSpec, sieve_range
-    from pipeline.prng.windows import window_specs
+    from pipeline.prng.sieve import SieveSpec, sieve_range, variable_rows
+    from pipeline.prng.windows import variable_spec, window_specs
 
     started: list[float] = []
 
@@ -38,8 +38,13 @@ def warm_kernels(data: DataSpec, train: list[int], say: Callable[[str], None]) -
         def on_end(self, _event: Any) -> None:
             pass
 
-    forward, _reverse = window_specs(data, train, min(8, len(train)), 1.0, data.offset_range[0])
+    window = min(8, len(train))
     lo = data.seed_range[0]
+    hi = min(lo + 256, data.seed_range[1])
     with event.install_listener("numba:compile", Announce()):
-        sieve_range(SieveSpec.from_dict(forward), lo, min(lo + 256, data.seed_range[1]), device="cpu")
+        if data.variable:  # the block kernel every variable-skip job runs (pipeline.prng.windows.block_tasks)
+            variable_rows(SieveSpec.from_dict(variable_spec(data, train[:window], 1.0)), lo, hi, device="cpu")
+        else:
+            forward, _reverse = window_specs(data, train, window, 1.0, data.offset_range[0])
+            sieve_range(SieveSpec.from_dict(forward), lo, hi, device="cpu")
     return time.monotonic() - started[0] if started else None

@@ -1,12 +1,10 @@
 """Generic numba kernels for every family definition (pipeline.prng.generators.families).
 
-One scalar generator (`gen_init` / `gen_next`, switching on a family kind) drives two sieves:
-
-- `family_sieve`: the fixed-skip sieve for presets without a specialised kernel (the 64- and 128-bit families).
-  Each seed's residues are streamed up to the last filter position; seeds that hit a filter draw are streamed to
-  the end of the window and scored like the other kernels (code = skip_index << 16 | matches, or -1).
-- `variable_sieve`: the variable-skip ("hybrid") search of pipeline.prng.sieve.variable for every preset. The
-  residue stream is extended lazily (most seeds give up after a few misses) and shared by all strategies.
+One scalar generator (`gen_init` / `gen_next`, switching on a family kind) drives `family_sieve`, the fixed-skip
+sieve for presets without a specialised kernel (the 64- and 128-bit families): each seed's residues are streamed up
+to the last filter position; seeds that hit a filter draw are streamed to the end of the window and scored like the
+other kernels (code = skip_index << 16 | matches, or -1). The variable-skip kernel (variable_kernel.py) drives the
+same generator.
 
 State layout (uint64 words): MT19937 keeps 624 words and its index at STATE_INDEX; the others use words 0..3.
 Residues are `output % modulus` on the full output (64-bit outputs are not truncated).
@@ -210,94 +208,3 @@ def family_sieve(kind, p, start, count, positions, targets, n_filter, need, modu
             for q in range(flast + 1, last + 1):
                 res[q] = gen_next(kind, p, st) % modulus
             code[i] = score_values(res, positions, targets, need)
-
-
-@njit(cache=True)
-def seed_scan(kind, p, seed, offset, targets, scan, misses, tols, adaptive, miss_hi, miss_add, modulus, st, res,
-              tmp, best_skips):  # fmt: skip
-    """Every strategy for one seed. Returns (best strategy or -1, its matches, residue buffer (maybe regrown)).
-
-    best_skips[:scan] receives the best strategy's skip per draw (-1 where its scan had stopped).
-    """
-    gen_init(kind, p, seed, st)
-    filled = 0
-    best_id = -1
-    best_m = 0
-    for si in range(misses.shape[0]):
-        mm = misses[si]
-        tol = tols[si]
-        pos = offset
-        e = EXPECTED_START
-        m = 0
-        consec = 0
-        for j in range(scan):
-            tmp[j] = -1
-        for j in range(scan):
-            lo = e - tol if e > tol else 0
-            hi = e + tol
-            need_len = pos + hi + 1
-            if need_len > filled:
-                if need_len > res.shape[0]:
-                    grown = np.empty(max(2 * res.shape[0], need_len), np.uint64)
-                    grown[:filled] = res[:filled]
-                    res = grown
-                for q in range(filled, need_len):
-                    res[q] = gen_next(kind, p, st) % modulus
-                filled = need_len
-            found = -1
-            tg = targets[j]
-            for s in range(lo, hi + 1):
-                if res[pos + s] == tg:
-                    found = s
-                    break
-            if found >= 0:
-                m += 1
-                consec = 0
-                tmp[j] = found
-                pos += found + 1
-                if adaptive:
-                    e = found
-            else:
-                consec += 1
-                tmp[j] = e if adaptive else 0
-                pos += (hi if miss_hi else 0) + miss_add
-                if (adaptive and consec >= mm) or (not adaptive and consec > mm):
-                    break
-        if m > best_m:
-            best_m = m
-            best_id = si
-            for j in range(scan):
-                best_skips[j] = tmp[j]
-    return best_id, best_m, res
-
-
-@njit(parallel=True, cache=True)
-def variable_sieve(kind, p, start, count, offset, targets, scan, misses, tols, adaptive, miss_hi, miss_add, need,
-                   modulus, code):  # fmt: skip
-    """code[i] = strategy << 16 | matches for seed start+i when its best strategy reaches `need`, else -1."""
-    n_tasks = (count + TASK_SEEDS - 1) // TASK_SEEDS
-    for t in prange(n_tasks):
-        st = np.empty(STATE_WORDS, np.uint64)
-        res = np.empty(1024, np.uint64)
-        tmp = np.empty(scan, np.int64)
-        best_skips = np.empty(scan, np.int64)
-        for i in range(t * TASK_SEEDS, min(count, (t + 1) * TASK_SEEDS)):
-            best_id, best_m, res = seed_scan(kind, p, U64(start + i), offset, targets, scan, misses, tols, adaptive,
-                                             miss_hi, miss_add, modulus, st, res, tmp, best_skips)  # fmt: skip
-            code[i] = (best_id << 16) | best_m if best_id >= 0 and best_m >= need else NO_SURVIVOR
-
-
-@njit(cache=True)
-def variable_skips(kind, p, seeds, offset, targets, scan, misses, tols, adaptive, miss_hi, miss_add, modulus, out):
-    """out[i, :scan] = the best strategy's skip sequence of seeds[i] (the few survivors, after the sieve)."""
-    st = np.empty(STATE_WORDS, np.uint64)
-    res = np.empty(1024, np.uint64)
-    tmp = np.empty(scan, np.int64)
-    best_skips = np.empty(scan, np.int64)
-    for i in range(seeds.shape[0]):
-        for j in range(scan):
-            best_skips[j] = -1
-        _, _, res = seed_scan(kind, p, U64(seeds[i]), offset, targets, scan, misses, tols, adaptive, miss_hi,
-                              miss_add, modulus, st, res, tmp, best_skips)  # fmt: skip
-        for j in range(scan):
-            out[i, j] = best_skips[j]

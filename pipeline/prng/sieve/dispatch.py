@@ -282,25 +282,31 @@ def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str
     return SieveResult(*out, seeds_tested=len(seeds), seconds=time.perf_counter() - t0, path=chosen, device=device)
 
 
+def _reference_variable(spec: SieveSpec, seeds: Sequence[int] | range | np.ndarray) -> tuple[np.ndarray, ...]:
+    from pipeline.prng.sieve.variable import reference_variable_sieve
+
+    found = reference_variable_sieve(spec, seeds)
+    arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
+    return (*arrays, np.array([f[3] for f in found], dtype=np.int64).reshape(len(found), spec.scan_length))
+
+
 def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
     """Variable-skip sieve of `seeds` (a range, or sorted unique seeds) on the chosen path: each seed's best strategy
     at one offset. Every passing (offset, strategy) over several offsets is pipeline.prng.sieve.rows' job."""
     if spec.offset_max is not None:
         raise SieveSpecError("spec.offset_max: this sieve scores one offset; use pipeline.prng.sieve.variable_rows")
     if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
-        from pipeline.prng.sieve.fast import fast_variable_sieve
+        # numba's block kernel says which seeds pass (some strategy reaches need: its rows); the reference scan of
+        # those few gives each its best strategy and skip sequence, as the torch scan does after the C kernel
+        from pipeline.prng.sieve.rows import RowsPlan
 
-        arrays = fast_variable_sieve(spec, seeds.start, seeds.stop)
-    elif chosen == "fast" and isinstance(seeds, range):  # GPU: the C scans' passing seeds, rescanned by torch
+        arrays = _reference_variable(spec, np.unique(RowsPlan(spec).range(seeds.start, seeds.stop)[0]).tolist())
+    elif chosen == "fast" and isinstance(seeds, range):  # GPU: the C kernel's passing seeds, rescanned by torch
         from pipeline.prng.sieve.gpu_path import kernel_variable
 
         arrays = kernel_variable(spec, seeds, device)
     elif chosen == "reference":
-        from pipeline.prng.sieve.variable import reference_variable_sieve
-
-        found = reference_variable_sieve(spec, seeds)
-        arrays = tuple(np.array([f[i] for f in found], dtype=np.int64) for i in range(3))
-        arrays += (np.array([f[3] for f in found], dtype=np.int64).reshape(len(found), spec.scan_length),)
+        arrays = _reference_variable(spec, seeds)
     else:  # torch, cpu or GPU
         from pipeline.prng.sieve.torch_path import torch_variable_sieve
 

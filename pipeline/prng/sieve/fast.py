@@ -23,7 +23,6 @@ COMPACT_CHUNKS = 128
 # Output slots per compact kernel task (a few thousand seeds): 2**28 seeds take at most 37449 tasks, 19 MiB of
 # np.empty buffers of which only pages with survivors are touched. Windows where more seeds pass rerun the task.
 TASK_CAP = 64
-VARIABLE_CHUNK = 1 << 16  # variable-skip calls are slower per seed; smaller calls keep progress granular
 
 
 def family_params(generator: str) -> tuple[int, np.ndarray]:
@@ -213,60 +212,3 @@ def _joined(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
-
-
-class VariablePlan:
-    """Tables for the variable-skip kernel (pipeline.prng.kernels.family_kernel.variable_sieve)."""
-
-    def __init__(self, spec: SieveSpec) -> None:
-        from pipeline.prng.sieve.variable import miss_advance, rule_for
-
-        self.spec = spec
-        self.kind, self.params = family_params(spec.generator)
-        rule = rule_for(spec.generator)
-        miss_hi, miss_add = miss_advance(rule)
-        self.args = (
-            spec.offset,
-            np.array(spec.residues, dtype=np.uint64),
-            spec.scan_length,
-            np.array([m for m, _ in spec.strategies], dtype=np.int64),
-            np.array([t for _, t in spec.strategies], dtype=np.int64),
-            rule.adaptive,
-            miss_hi,
-            miss_add,
-        )
-
-    def run_chunk(self, start: int, count: int, code: np.ndarray | None = None) -> np.ndarray:
-        from pipeline.prng.kernels.family_kernel import variable_sieve
-
-        code = np.empty(count, dtype=np.int32) if code is None else code[:count]
-        variable_sieve(self.kind, self.params, start, count, *self.args[:2], *self.args[2:], self.spec.need,
-                       np.uint64(self.spec.modulus), code)  # fmt: skip
-        return code
-
-    def skip_sequences(self, seeds: np.ndarray) -> np.ndarray:
-        from pipeline.prng.kernels.family_kernel import variable_skips
-
-        out = np.empty((seeds.size, self.spec.scan_length), dtype=np.int64)
-        if seeds.size:
-            variable_skips(self.kind, self.params, seeds.astype(np.int64), *self.args, np.uint64(self.spec.modulus),
-                           out)  # fmt: skip
-        return out
-
-
-def fast_variable_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, ...]:
-    """(seeds, strategies, matches, skip sequences [n, scan]) of the variable-skip survivors in [start, end)."""
-    plan = VariablePlan(spec)
-    parts = []
-    buffer = np.empty(min(VARIABLE_CHUNK, end - start), dtype=np.int32)
-    for lo in range(start, end, VARIABLE_CHUNK):
-        code = plan.run_chunk(lo, min(VARIABLE_CHUNK, end - lo), buffer)
-        idx = np.flatnonzero(code >= 0)
-        if idx.size:
-            c = code[idx].astype(np.int64)
-            parts.append((idx.astype(np.int64) + lo, c >> 16, c & 0xFFFF))
-    if not parts:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty.copy(), empty.copy(), np.empty((0, spec.scan_length), dtype=np.int64)
-    seeds, strategies, matches = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    return seeds, strategies, matches, plan.skip_sequences(seeds)
