@@ -29,8 +29,8 @@ __all__ = ["GENERATORS", "PATHS", "SieveResult", "SieveSpec", "generate", "sieve
 
 PATHS = ("auto", "fast", "fallback", "reference")
 VERIFY_CHUNK = 1 << 16
-# verify_seeds on cpu runs the numba range kernels once per run of consecutive seeds (~0.1 ms a call); a list more
-# scattered than this goes to the torch batches instead
+# verify_seeds on cpu runs the numba range kernels once per run of consecutive seeds (15-25 us a run, the plan built
+# once); a list more scattered than this goes to the torch batches instead
 MAX_VERIFY_RUNS = 4096
 
 
@@ -244,11 +244,17 @@ def seed_runs(seeds: np.ndarray) -> list[tuple[int, int]]:
 def _verify_by_runs(spec: SieveSpec, runs: list[tuple[int, int]], tested: int, t0: float) -> SieveResult:
     """verify_seeds on cpu: the numba kernels of sieve_range over each run of consecutive seeds, so an explicit list
     is scored by the very code that sieved the range (and a worker or coordinator never imports torch, ~2 s, to
-    re-check a few survivors)."""
-    parts = [sieve_range(spec, lo, hi, device="cpu", path="fast") for lo, hi in runs]
+    re-check a few survivors). A fixed-skip spec's kernel plan is built once for all the runs."""
+    if spec.mapped or spec.variable:
+        parts = [sieve_range(spec, lo, hi, device="cpu", path="fast") for lo, hi in runs]
+        found = [(p.seeds, p.skips, p.matches) for p in parts]
+    else:
+        from pipeline.prng.sieve.fast import FastPlan, fast_sieve
+
+        plan = FastPlan(spec) if runs else None
+        found = [_sorted(*fast_sieve(spec, lo, hi, plan)) for lo, hi in runs]
     empty = np.empty(0, dtype=np.int64)
-    seeds, skips, matches = (np.concatenate([empty, *(getattr(p, f) for p in parts)]) for f in ("seeds", "skips",
-                                                                                              "matches"))  # fmt: skip
+    seeds, skips, matches = (np.concatenate([empty, *(f[i] for f in found)]) for i in range(3))
     sequences = None
     if spec.variable:
         sequences = np.concatenate([np.empty((0, spec.scan_length), dtype=np.int64),

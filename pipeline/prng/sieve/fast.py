@@ -183,9 +183,12 @@ class FastPlan:
         return code
 
 
-def fast_sieve(spec: SieveSpec, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(seeds, skips, matches) of the survivors in [start, end)."""
-    plan = FastPlan(spec)
+def fast_sieve(
+    spec: SieveSpec, start: int, end: int, plan: FastPlan | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seeds, skips, matches) of the survivors in [start, end). `plan`: the spec's FastPlan, when the caller sieves
+    many small ranges of one spec (building it is most of a tiny call's cost)."""
+    plan = plan or FastPlan(spec)
     parts = []
     size = min(CHUNK, end - start)
     if plan.compact:  # survivors only: no per-seed code array to write and scan
