@@ -2,7 +2,8 @@
 
 Modules: dispatch (sieve_range / verify_seeds, path choice), spec (SieveSpec, validation), fast (numba),
 torch_path (portable torch, cpu or GPU), reference (plain Python, the oracle in tests), variable (the variable-skip
-semantics, oracle and chance), rows (variable_rows / variable_rows_of: every passing offset and strategy).
+semantics, oracle and chance), rows (variable_rows / variable_rows_of: every passing offset and strategy), rows_plan
+(the numba block kernel of variable skip, shared by rows and dispatch).
 """
 
 from pipeline.prng.sieve.dispatch import (

@@ -304,7 +304,7 @@ def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: s
     if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
         # numba's block kernel says which seeds pass (some strategy reaches need: its rows); the reference scan of
         # those few gives each its best strategy and skip sequence, as the torch scan does after the C kernel
-        from pipeline.prng.sieve.rows import RowsPlan
+        from pipeline.prng.sieve.rows_plan import RowsPlan
 
         arrays = _reference_variable(spec, np.unique(RowsPlan(spec).range(seeds.start, seeds.stop)[0]).tolist())
     elif chosen == "fast" and isinstance(seeds, range):  # GPU: the C kernel's passing seeds, rescanned by torch
