@@ -186,8 +186,8 @@ def verify_seeds(
     spec: SieveSpec, seeds: Sequence[int] | np.ndarray, *, device: str | None = None, path: str = "auto"
 ) -> SieveResult:
     """Score an explicit candidate list (any positions); duplicates are dropped, output sorted by seed. On cpu the
-    numba kernels of sieve_range score it run by run (at most MAX_VERIFY_RUNS runs of consecutive seeds), else the
-    torch batches."""
+    numba kernels of sieve_range score it run by run (at most MAX_VERIFY_RUNS runs of consecutive seeds; a variable-skip
+    spec's block kernel takes the list whole), else the torch batches."""
     arr = np.unique(np.asarray(seeds, dtype=np.int64).ravel())
     if arr.size and (arr[0] < 0 or arr[-1] >= MAX_SEED):
         raise SieveSpecError("seeds must all lie in [0, 2**32)")
@@ -196,6 +196,8 @@ def verify_seeds(
         raise SieveSpecError(f"path={path!r} must be one of {', '.join(PATHS)}")
     t0 = time.perf_counter()
     if path in ("auto", "fast") and device.startswith("cpu") and numba_available():
+        if spec.variable:  # the block kernel takes a list as it is
+            return _variable(spec, arr, "cpu", "fast", t0)
         runs = seed_runs(arr)
         if len(runs) <= MAX_VERIFY_RUNS:
             return _verify_by_runs(spec, runs, int(arr.size), t0)
@@ -245,21 +247,17 @@ def _verify_by_runs(spec: SieveSpec, runs: list[tuple[int, int]], tested: int, t
     """verify_seeds on cpu: the numba kernels of sieve_range over each run of consecutive seeds, so an explicit list
     is scored by the very code that sieved the range (and a worker or coordinator never imports torch, ~2 s, to
     re-check a few survivors). A fixed-skip spec's kernel plan is built once for all the runs."""
-    if spec.mapped or spec.variable:
-        parts = [sieve_range(spec, lo, hi, device="cpu", path="fast") for lo, hi in runs]
-        found = [(p.seeds, p.skips, p.matches) for p in parts]
+    if spec.mapped:
+        found = [sieve_range(spec, lo, hi, device="cpu", path="fast") for lo, hi in runs]
+        parts = [(f.seeds, f.skips, f.matches) for f in found]
     else:
         from pipeline.prng.sieve.fast import FastPlan, fast_sieve
 
         plan = FastPlan(spec) if runs else None
-        found = [_sorted(*fast_sieve(spec, lo, hi, plan)) for lo, hi in runs]
+        parts = [_sorted(*fast_sieve(spec, lo, hi, plan)) for lo, hi in runs]
     empty = np.empty(0, dtype=np.int64)
-    seeds, skips, matches = (np.concatenate([empty, *(f[i] for f in found)]) for i in range(3))
-    sequences = None
-    if spec.variable:
-        sequences = np.concatenate([np.empty((0, spec.scan_length), dtype=np.int64),
-                                    *(p.skip_sequences for p in parts if p.skip_sequences is not None)])  # fmt: skip
-    return SieveResult(seeds, skips, matches, tested, time.perf_counter() - t0, "fast", "cpu", sequences)
+    seeds, skips, matches = (np.concatenate([empty, *(p[i] for p in parts)]) for i in range(3))
+    return SieveResult(seeds, skips, matches, tested, time.perf_counter() - t0, "fast", "cpu")
 
 
 def _mapped(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: str, t0: float) -> SieveResult:
@@ -301,12 +299,14 @@ def _variable(spec: SieveSpec, seeds: range | np.ndarray, device: str, chosen: s
     at one offset. Every passing (offset, strategy) over several offsets is pipeline.prng.sieve.rows' job."""
     if spec.offset_max is not None:
         raise SieveSpecError("spec.offset_max: this sieve scores one offset; use pipeline.prng.sieve.variable_rows")
-    if chosen == "fast" and device.startswith("cpu") and isinstance(seeds, range):
+    if chosen == "fast" and device.startswith("cpu"):
         # numba's block kernel says which seeds pass (some strategy reaches need: its rows); the reference scan of
         # those few gives each its best strategy and skip sequence, as the torch scan does after the C kernel
         from pipeline.prng.sieve.rows_plan import RowsPlan
 
-        arrays = _reference_variable(spec, np.unique(RowsPlan(spec).range(seeds.start, seeds.stop)[0]).tolist())
+        plan = RowsPlan(spec)
+        rows = plan.range(seeds.start, seeds.stop) if isinstance(seeds, range) else plan.explicit(seeds)
+        arrays = _reference_variable(spec, np.unique(rows[0]).tolist())
     elif chosen == "fast" and isinstance(seeds, range):  # GPU: the C kernel's passing seeds, rescanned by torch
         from pipeline.prng.sieve.gpu_path import kernel_variable
 
